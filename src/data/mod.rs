@@ -1,0 +1,36 @@
+//! Everything between a user's image folder and a batch tensor.
+
+/// The five DR grades: 0 no DR, 1 mild, 2 moderate, 3 severe, 4 proliferative.
+pub const NUM_CLASSES: usize = 5;
+
+/// ImageNet normalisation used by the study (torchvision's defaults).
+pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+
+/// One listed image: its name as in the list file, its grade, and where it is on disk.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Sample {
+    pub name: String,
+    pub label: u8,
+    pub path: std::path::PathBuf,
+}
+
+/// A batch ready for the model: `images` is `[len, 3, size, size]` row-major, normalised.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    pub images: Vec<f32>,
+    pub labels: Vec<u32>,
+    /// Positions of these images in the split they came from (for predictions.csv).
+    pub indices: Vec<usize>,
+    pub size: usize,
+}
+
+impl Batch {
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+}
