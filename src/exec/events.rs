@@ -1,0 +1,32 @@
+//! What the executor tells the outside world. The terminal reporter (or a test) listens; it
+//! never reaches into execution.
+
+use crate::progress::ProgressUpdate;
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// The instance's entry exists: nothing to do.
+    Cached { id: usize },
+    /// Another process is building this entry; we wait for it.
+    Waiting { id: usize },
+    /// Another process built it while we waited: reused, not rebuilt.
+    Reused { id: usize },
+    Started { id: usize, reasons: Vec<String> },
+    Progress { id: usize, update: ProgressUpdate },
+    Finished { id: usize, elapsed: Duration, summary: String },
+    Failed { id: usize, error: String },
+    /// Not run because an upstream instance failed.
+    Skipped { id: usize, failed_upstream: usize },
+}
+
+/// Something that receives events; shared across executor threads.
+pub trait Listener: Send + Sync {
+    fn event(&self, event: Event);
+}
+
+impl<F: Fn(Event) + Send + Sync> Listener for F {
+    fn event(&self, event: Event) {
+        self(event)
+    }
+}

@@ -1,0 +1,119 @@
+//! The `[dataset]` table: where the images come from.
+
+use super::diagnostic::{suggest, Origin, SpecError};
+use super::tree::{Node, Table, Value};
+use serde_json::{json, Value as Json};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// drpipe's generated fundus images (no download needed).
+    Synthetic,
+    /// The lab report's layout: NAME.jpeg + train_img.csv/train_label.csv/test_img.csv/test_label.csv.
+    Lab,
+    /// Kaggle EyePACS: train/NAME.jpeg + trainLabels.csv.
+    Kaggle,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatasetSpec {
+    pub source: Source,
+    /// Data root for lab/kaggle, resolved against the experiment file's folder (or the working
+    /// directory for `--set`).
+    pub root: Option<PathBuf>,
+    /// Synthetic: number of images, their side in pixels, and the generator's seed.
+    pub images: u64,
+    pub size: u64,
+    pub seed: u64,
+    /// Kaggle and synthetic: share of patients held out for testing, and the split's seed.
+    pub test_fraction: f64,
+    pub split_seed: u64,
+    /// Images smaller than this on either side are dropped by the audit.
+    pub min_image_size: u64,
+}
+
+pub const KEYS: &[&str] = &["source", "root", "images", "size", "seed", "test_fraction", "split_seed", "min_image_size"];
+
+impl DatasetSpec {
+    /// The values that identify this dataset (and so enter cache keys): only the keys that
+    /// matter for its source, so that e.g. `images` does not invalidate real data.
+    pub fn canonical(&self) -> Json {
+        let common = json!({ "min_image_size": self.min_image_size });
+        let mut v = match self.source {
+            Source::Synthetic => json!({ "source": "synthetic", "images": self.images, "size": self.size,
+                                          "seed": self.seed, "test_fraction": self.test_fraction,
+                                          "split_seed": self.split_seed }),
+            Source::Lab => json!({ "source": "lab", "root": self.root_str() }),
+            Source::Kaggle => json!({ "source": "kaggle", "root": self.root_str(),
+                                       "test_fraction": self.test_fraction, "split_seed": self.split_seed }),
+        };
+        v.as_object_mut().expect("object").extend(common.as_object().expect("object").clone());
+        v
+    }
+
+    fn root_str(&self) -> String {
+        self.root.as_ref().map(|r| r.display().to_string()).unwrap_or_default()
+    }
+}
+
+fn int(node: &Node, key: &str, min: i64) -> Result<u64, SpecError> {
+    match node.value {
+        Value::Int(i) if i >= min => Ok(i as u64),
+        _ => Err(SpecError::at(&node.origin, format!("dataset.{key} must be an integer >= {min}"))),
+    }
+}
+
+/// Validate the `[dataset]` table. `base` resolves a relative `root` written in the file.
+pub fn parse(table: &Table, table_origin: &Origin, base: &Path) -> Result<DatasetSpec, SpecError> {
+    for (key, origin, _) in &table.entries {
+        if !KEYS.contains(&key.as_str()) {
+            let err = SpecError::at(origin, format!("unknown key `dataset.{key}`"));
+            return Err(match suggest(key, KEYS.iter().copied()) {
+                Some(s) => err.help(format!("did you mean `{s}`? valid: {}", KEYS.join(", "))),
+                None => err.help(format!("valid keys: {}", KEYS.join(", "))),
+            });
+        }
+    }
+    let source = match table.get("source") {
+        None => return Err(SpecError::at(table_origin, "[dataset] needs `source`").help("source = \"synthetic\", \"lab\" or \"kaggle\"")),
+        Some(n) => match &n.value {
+            Value::Str(s) if s == "synthetic" => Source::Synthetic,
+            Value::Str(s) if s == "lab" => Source::Lab,
+            Value::Str(s) if s == "kaggle" => Source::Kaggle,
+            _ => return Err(SpecError::at(&n.origin, "unknown dataset.source").help("source = \"synthetic\", \"lab\" or \"kaggle\"")),
+        },
+    };
+    let root = match table.get("root") {
+        None => None,
+        Some(Node { value: Value::Str(s), origin }) => {
+            let p = PathBuf::from(s);
+            Some(match origin {
+                Origin::File { .. } if p.is_relative() => base.join(p),
+                _ => p,
+            })
+        }
+        Some(n) => return Err(SpecError::at(&n.origin, "dataset.root must be a path string")),
+    };
+    if source != Source::Synthetic && root.is_none() {
+        return Err(SpecError::at(table_origin, "dataset.root is required for lab and kaggle data")
+            .help("add root = \"/path/to/images\" or pass --set dataset.root=/path/to/images"));
+    }
+    let get_int = |key: &str, default: u64, min: i64| table.get(key).map(|n| int(n, key, min)).unwrap_or(Ok(default));
+    let test_fraction = match table.get("test_fraction") {
+        None => 0.2,
+        Some(n) => match n.value {
+            Value::Float(f) if f > 0.0 && f < 1.0 => f,
+            _ => return Err(SpecError::at(&n.origin, "dataset.test_fraction must be a number between 0 and 1 (exclusive)")),
+        },
+    };
+    Ok(DatasetSpec {
+        source,
+        root,
+        images: get_int("images", 600, 10)?,
+        size: get_int("size", 128, 32)?,
+        seed: get_int("seed", 0, 0)?,
+        test_fraction,
+        split_seed: get_int("split_seed", 0, 0)?,
+        min_image_size: get_int("min_image_size", 32, 1)?,
+    })
+}

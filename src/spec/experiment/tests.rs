@@ -1,0 +1,117 @@
+use super::*;
+
+const IMPLS: &[&str] = &["audit", "train", "report"];
+const PIPELINE: &str = "[stages.audit]\nscope = \"dataset\"\nparams = [\"dataset\"]\n[stages.train]\nafter = [\"audit\"]\nparams = [\"model\", \"lr\"]\n[stages.report]\nafter = [\"train\"]\nscope = \"experiment\"\nparams = [\"title\"]\n";
+
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("p.toml"), PIPELINE).unwrap();
+        Fixture { dir }
+    }
+
+    fn load(&self, text: &str, sets: &[&str]) -> Result<Experiment, SpecError> {
+        let path = self.dir.path().join("exp.toml");
+        std::fs::write(&path, text).unwrap();
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        load(&path, &sets, IMPLS).map_err(|mut e| {
+            e.location = e.location.replace(&self.dir.path().display().to_string(), "DIR");
+            e
+        })
+    }
+}
+
+const GOOD: &str = "pipeline = \"p.toml\"\n[dataset]\nsource = \"synthetic\"\nimages = 40\n[params]\nlr = 0.01\n[matrix]\nmodel = [\"resnet18\", \"resnet50\"]\n";
+
+#[test]
+fn loads_a_valid_experiment() {
+    let f = Fixture::new();
+    let e = f.load(GOOD, &[]).unwrap();
+    assert_eq!(e.name, "exp");
+    assert_eq!(e.cells.len(), 2);
+    assert_eq!(e.cells[1].name, "resnet50");
+    assert_eq!(e.params["lr"], serde_json::json!(0.01));
+    assert_eq!(e.dataset.images, 40);
+    assert_eq!(e.pipeline.stages.len(), 3);
+}
+
+#[test]
+fn set_overrides_params_dataset_and_matrix() {
+    let f = Fixture::new();
+    let e = f.load(GOOD, &["lr=0.5", "dataset.images=80", "matrix.seed=[1, 2]"]).unwrap();
+    assert_eq!(e.params["lr"], serde_json::json!(0.5));
+    assert_eq!(e.dataset.images, 80);
+    assert_eq!(e.cells.len(), 4);
+    assert_eq!(e.cells[0].name, "resnet18-seed1");
+    // Pinning an axis removes it.
+    let e = f.load(GOOD, &["model=resnet50"]).unwrap();
+    assert_eq!(e.cells.len(), 1);
+    assert_eq!(e.cells[0].params["model"], serde_json::json!("resnet50"));
+    // Real data with no edit of the file.
+    let e = f.load(GOOD, &["dataset.source=kaggle", "dataset.root=/data/eyepacs"]).unwrap();
+    assert_eq!(e.dataset.root.as_deref(), Some(Path::new("/data/eyepacs")));
+}
+
+fn err(text: &str, sets: &[&str]) -> SpecError {
+    Fixture::new().load(text, sets).unwrap_err()
+}
+
+#[test]
+fn each_malformed_case_names_file_line_column() {
+    let e = err(&GOOD.replace("lr = 0.01", "lrr = 0.01"), &[]);
+    assert_eq!(e.location, "DIR/exp.toml:6:1");
+    assert!(e.message.contains("unknown parameter `lrr`") && e.help.unwrap().contains("`lr`"));
+
+    let e = err(&GOOD.replace("lr = 0.01", "lr = \"fast\""), &[]);
+    assert_eq!(e.location, "DIR/exp.toml:6:6");
+    assert!(e.message.contains("must be a number"), "{e}");
+
+    let e = err(&GOOD.replace("\"resnet50\"", "\"resnet51\""), &[]);
+    assert_eq!(e.location, "DIR/exp.toml:8:22");
+    assert!(e.help.unwrap().contains("resnet50"));
+
+    let e = err(&format!("{GOOD}class_weights = [\"inverse\"]\n"), &[]);
+    assert_eq!(e.location, "DIR/exp.toml:9:18");
+    assert!(e.help.unwrap().contains("inverse_frequency"));
+
+    let e = err(&GOOD.replace("[\"resnet18\", \"resnet50\"]", "[]"), &[]);
+    assert_eq!(e.location, "DIR/exp.toml:8:9");
+    assert!(e.message.contains("empty"));
+
+    let e = err(&GOOD.replace("p.toml", "missing.toml"), &[]);
+    assert_eq!(e.location, "DIR/exp.toml:1:12");
+    assert!(e.message.contains("pipeline file not found"));
+
+    let e = err(&format!("colour = 1\n{GOOD}"), &[]);
+    assert_eq!(e.location, "DIR/exp.toml:1:1");
+
+    let e = err(&GOOD.replace("images = 40", "imgs = 40"), &[]);
+    assert_eq!(e.location, "DIR/exp.toml:4:1");
+    assert!(e.help.unwrap().contains("images"));
+
+    let e = err(&GOOD.replace("source = \"synthetic\"", "source = \"kaggle\""), &[]);
+    assert!(e.message.contains("dataset.root is required"), "{e}");
+}
+
+#[test]
+fn bad_set_arguments_are_named() {
+    let e = err(GOOD, &["lrr=0.1"]);
+    assert_eq!(e.location, "--set lrr=0.1");
+    assert!(e.help.unwrap().contains("`lr`"));
+    let e = err(GOOD, &["dataset.rot=/x"]);
+    assert!(e.message.contains("dataset.rot") && e.help.unwrap().contains("root"));
+    let e = err(GOOD, &["batch_size=0"]);
+    assert_eq!(e.location, "--set batch_size=0");
+    let e = err(GOOD, &["lr"]);
+    assert!(e.message.contains("KEY=VALUE"));
+}
+
+#[test]
+fn experiment_scope_stage_cannot_read_a_varying_param() {
+    let e = err(&format!("{GOOD}title = [\"a\", \"b\"]\n"), &[]);
+    assert!(e.message.contains("varies across cells"), "{e}");
+}

@@ -1,0 +1,16 @@
+//! Experiment and pipeline files: parsing, `--set` overrides, validation with `file:line:col`
+//! diagnostics, and matrix expansion into cells.
+
+pub mod dataset;
+pub mod diagnostic;
+pub mod experiment;
+pub mod matrix;
+pub mod params;
+pub mod pipeline;
+pub mod tree;
+
+pub use dataset::{DatasetSpec, Source};
+pub use diagnostic::SpecError;
+pub use experiment::{load, Experiment};
+pub use matrix::Cell;
+pub use pipeline::{Pipeline, Scope, StageDecl};
