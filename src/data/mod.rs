@@ -34,3 +34,5 @@ impl Batch {
         self.labels.is_empty()
     }
 }
+
+pub mod layout;
