@@ -35,4 +35,8 @@ impl Batch {
     }
 }
 
+pub mod audit;
+pub mod class_weights;
+pub mod jpeg;
 pub mod layout;
+pub mod split;
