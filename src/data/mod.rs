@@ -40,3 +40,4 @@ pub mod class_weights;
 pub mod jpeg;
 pub mod layout;
 pub mod split;
+pub mod image_cache;
