@@ -41,3 +41,4 @@ pub mod jpeg;
 pub mod layout;
 pub mod split;
 pub mod image_cache;
+pub mod augment;
