@@ -134,6 +134,31 @@ pub fn build(
     Ok(())
 }
 
+/// Writes a cache from already-packed HWC RGB u8 pixels (`n * size * size * 3` bytes): for
+/// tests, benchmarks and generators that make images without JPEG files.
+pub fn write_raw(out_dir: &Path, size: u32, preprocess: Preprocess, pixels: &[u8]) -> Result<()> {
+    let per_image = size as usize * size as usize * 3;
+    if per_image == 0 || pixels.len() % per_image != 0 {
+        bail!(
+            "{} bytes are not a whole number of {size}x{size} RGB images",
+            pixels.len()
+        );
+    }
+    std::fs::create_dir_all(out_dir)
+        .with_context(|| format!("cannot create {}", out_dir.display()))?;
+    std::fs::write(out_dir.join(DATA_FILE), pixels)
+        .with_context(|| format!("cannot write {}", out_dir.join(DATA_FILE).display()))?;
+    let index = Index {
+        n: pixels.len() / per_image,
+        size,
+        preprocess,
+        layout: "HWC RGB u8".into(),
+    };
+    std::fs::write(out_dir.join(INDEX_FILE), serde_json::to_vec_pretty(&index)?)
+        .with_context(|| format!("cannot write {}", out_dir.join(INDEX_FILE).display()))?;
+    Ok(())
+}
+
 /// Resize the short side to `size` and centre-crop, in one resample.
 fn resize_square(
     resizer: &mut Resizer,

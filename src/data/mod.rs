@@ -36,9 +36,10 @@ impl Batch {
 }
 
 pub mod audit;
+pub mod augment;
 pub mod class_weights;
+pub mod image_cache;
 pub mod jpeg;
 pub mod layout;
+pub mod loader;
 pub mod split;
-pub mod image_cache;
-pub mod augment;

@@ -76,7 +76,11 @@ fn graham_flattens_uniform_regions_and_masks_the_corners() {
         dot[(16 * 32 + 16) * 3 + c] = 140;
     }
     graham(&mut dot, 32);
-    assert!(dot[(16 * 32 + 16) * 3].abs_diff(200) <= 1, "{}", dot[(16 * 32 + 16) * 3]);
+    assert!(
+        dot[(16 * 32 + 16) * 3].abs_diff(200) <= 1,
+        "{}",
+        dot[(16 * 32 + 16) * 3]
+    );
     assert_eq!(dot[0], 128);
     let d = tempfile::tempdir().unwrap();
     let out = d.path().join("cache");
