@@ -64,7 +64,8 @@ pub struct AuditReport {
     pub dropped: usize,
     /// Byte-identical files present in both train and test: (train name, test name).
     pub cross_split_duplicates: Vec<(String, String)>,
-    /// Images decoded by this run; the others were answered from the memo.
+    /// Files read and judged (decoded at most once each) by this run; the rest were answered
+    /// from the memo.
     pub decoded: usize,
 }
 

@@ -138,7 +138,7 @@ pub fn build(
 /// tests, benchmarks and generators that make images without JPEG files.
 pub fn write_raw(out_dir: &Path, size: u32, preprocess: Preprocess, pixels: &[u8]) -> Result<()> {
     let per_image = size as usize * size as usize * 3;
-    if per_image == 0 || pixels.len() % per_image != 0 {
+    if per_image == 0 || !pixels.len().is_multiple_of(per_image) {
         bail!(
             "{} bytes are not a whole number of {size}x{size} RGB images",
             pixels.len()

@@ -42,6 +42,9 @@ fn each_kind_of_file_gets_its_verdict_and_user_files_stay_untouched() {
     std::fs::write(d.join("ok.jpeg"), &good).unwrap();
     // Cut before the EOI only: the scan data is all there, appending FF D9 restores the file.
     std::fs::write(d.join("trunc.jpeg"), &good[..good.len() - 2]).unwrap();
+    // Cut mid-scan, as a broken download is: the decoder fills the rest once FF D9 is there.
+    let big = fixture(64, 64, 5);
+    std::fs::write(d.join("half.jpeg"), &big[..big.len() * 3 / 4]).unwrap();
     // Cut inside the headers: nothing to decode even with FF D9.
     std::fs::write(d.join("gone.jpeg"), &good[..30]).unwrap();
     std::fs::write(d.join("zero.jpeg"), b"").unwrap();
@@ -55,7 +58,7 @@ fn each_kind_of_file_gets_its_verdict_and_user_files_stay_untouched() {
     let before = snapshot(d);
 
     let train: Vec<Sample> = [
-        "ok", "trunc", "gone", "zero", "png", "missing", "small", "corrupt",
+        "ok", "trunc", "half", "gone", "zero", "png", "missing", "small", "corrupt",
     ]
     .iter()
     .map(|n| sample(d, n, 2))
@@ -82,6 +85,7 @@ fn each_kind_of_file_gets_its_verdict_and_user_files_stay_untouched() {
         [
             ("ok", Ok),
             ("trunc", Repaired),
+            ("half", Repaired),
             ("gone", Dropped),
             ("zero", Dropped),
             ("png", Dropped),
@@ -91,18 +95,33 @@ fn each_kind_of_file_gets_its_verdict_and_user_files_stay_untouched() {
             ("ok", Ok)
         ]
     );
-    let reason = |i: usize| rep.records[i].reason.clone();
+    let reason = |n: &str| {
+        rep.records
+            .iter()
+            .find(|r| r.image == n)
+            .unwrap()
+            .reason
+            .clone()
+    };
     assert!(
-        reason(2).starts_with("truncated and undecodable"),
+        reason("gone").starts_with("truncated and undecodable"),
         "{}",
-        reason(2)
+        reason("gone")
     );
-    assert!(reason(3).starts_with("empty"));
-    assert!(reason(4).starts_with("not a JPEG"));
-    assert!(reason(5).starts_with("missing"));
-    assert!(reason(6).starts_with("too small: 8x40"), "{}", reason(6));
-    assert!(reason(7).starts_with("decode error"), "{}", reason(7));
-    assert_eq!((rep.ok, rep.repaired, rep.dropped), (2, 1, 6));
+    assert!(reason("zero").starts_with("empty"));
+    assert!(reason("png").starts_with("not a JPEG"));
+    assert!(reason("missing").starts_with("missing"));
+    assert!(
+        reason("small").starts_with("too small: 8x40"),
+        "{}",
+        reason("small")
+    );
+    assert!(
+        reason("corrupt").starts_with("decode error"),
+        "{}",
+        reason("corrupt")
+    );
+    assert_eq!((rep.ok, rep.repaired, rep.dropped), (2, 2, 6));
     assert_eq!(
         (
             rep.records[0].width,
@@ -121,7 +140,7 @@ fn each_kind_of_file_gets_its_verdict_and_user_files_stay_untouched() {
     assert!(fixed.starts_with(out.path().join("repaired")));
     assert_eq!(std::fs::read(fixed).unwrap(), good);
     assert_eq!(rep.records[0].path, d.join("ok.jpeg"));
-    assert_eq!(rep.kept("train").len(), 2);
+    assert_eq!(rep.kept("train").len(), 3);
 
     let csv = std::fs::read_to_string(out.path().join("audit.csv")).unwrap();
     assert_eq!(
@@ -129,8 +148,8 @@ fn each_kind_of_file_gets_its_verdict_and_user_files_stay_untouched() {
         "image,split,status,reason,width,height,bytes"
     );
     assert!(csv.contains("\ntrunc,train,repaired,"));
-    assert_eq!(csv.lines().count(), 10);
-    assert!(rep.summary().contains("1 repaired"));
+    assert_eq!(csv.lines().count(), 11);
+    assert!(rep.summary().contains("2 repaired"));
 
     assert_eq!(snapshot(d), before, "the user's files changed");
 }
