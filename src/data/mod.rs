@@ -34,3 +34,12 @@ impl Batch {
         self.labels.is_empty()
     }
 }
+
+pub mod audit;
+pub mod augment;
+pub mod class_weights;
+pub mod image_cache;
+pub mod jpeg;
+pub mod layout;
+pub mod loader;
+pub mod split;

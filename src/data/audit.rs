@@ -1,0 +1,403 @@
+//! The JPEG audit: every listed image is ok, repaired or dropped, with the reason written down.
+//!
+//! A file that does not end with the EOI marker `FF D9` is truncated (the study's download
+//! damage). Its repair is a copy under `out_dir/repaired/` with `FF D9` appended, and the copy
+//! must then decode fully; the user's files are only ever read. Verdicts are memoised in
+//! `memo_dir` by (content hash, min_size), so re-auditing a grown folder decodes only new files.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use anyhow::{Context, Result};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::jpeg;
+use super::split::csv_field;
+use super::Sample;
+use crate::Progress;
+
+/// Bump when the rules change so old memo entries are not trusted.
+const MEMO_VERSION: &str = "audit-v1";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditStatus {
+    Ok,
+    Repaired,
+    Dropped,
+}
+
+impl fmt::Display for AuditStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AuditStatus::Ok => "ok",
+            AuditStatus::Repaired => "repaired",
+            AuditStatus::Dropped => "dropped",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    pub image: String,
+    pub split: String,
+    pub status: AuditStatus,
+    pub reason: String,
+    pub width: u32,
+    pub height: u32,
+    pub bytes: u64,
+    pub hash: String,
+    /// The file to decode from now on: the user's file, or the repaired copy.
+    pub path: PathBuf,
+    pub label: u8,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct AuditReport {
+    pub records: Vec<AuditRecord>,
+    pub ok: usize,
+    pub repaired: usize,
+    pub dropped: usize,
+    /// Byte-identical files present in both train and test: (train name, test name).
+    pub cross_split_duplicates: Vec<(String, String)>,
+    /// Files read and judged (decoded at most once each) by this run; the rest were answered
+    /// from the memo.
+    pub decoded: usize,
+}
+
+impl AuditReport {
+    /// A few lines for the terminal.
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "audit: {} images, {} ok, {} repaired, {} dropped",
+            self.records.len(),
+            self.ok,
+            self.repaired,
+            self.dropped
+        );
+        let mut reasons: Vec<(String, usize)> = Vec::new();
+        for r in self
+            .records
+            .iter()
+            .filter(|r| r.status == AuditStatus::Dropped)
+        {
+            let kind = r.reason.split(':').next().unwrap_or("").to_string();
+            match reasons.iter_mut().find(|(k, _)| *k == kind) {
+                Some((_, n)) => *n += 1,
+                None => reasons.push((kind, 1)),
+            }
+        }
+        for (kind, n) in reasons {
+            s.push_str(&format!("\n  dropped {n}: {kind}"));
+        }
+        if !self.cross_split_duplicates.is_empty() {
+            s.push_str(&format!(
+                "\n  warning: {} byte-identical file(s) in both train and test (e.g. {} = {})",
+                self.cross_split_duplicates.len(),
+                self.cross_split_duplicates[0].0,
+                self.cross_split_duplicates[0].1
+            ));
+        }
+        s
+    }
+
+    /// The usable samples of one split, pointing at the file to decode (repaired copy or not).
+    pub fn kept(&self, split: &str) -> Vec<Sample> {
+        self.records
+            .iter()
+            .filter(|r| r.split == split && r.status != AuditStatus::Dropped)
+            .map(|r| Sample {
+                name: r.image.clone(),
+                label: r.label,
+                path: r.path.clone(),
+            })
+            .collect()
+    }
+}
+
+/// What the memo keeps: the verdict on a file's content, independent of where it lies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Verdict {
+    status: AuditStatus,
+    reason: String,
+    width: u32,
+    height: u32,
+}
+
+impl Verdict {
+    fn dropped(reason: impl Into<String>) -> Self {
+        Verdict {
+            status: AuditStatus::Dropped,
+            reason: reason.into(),
+            width: 0,
+            height: 0,
+        }
+    }
+}
+
+/// Judges a file's bytes: SOI, then EOI (repairing a copy if missing), then a full decode,
+/// then the size.
+fn judge(bytes: &[u8], min_size: u32) -> Verdict {
+    if bytes.is_empty() {
+        return Verdict::dropped("empty: the file has 0 bytes");
+    }
+    if !jpeg::has_soi(bytes) {
+        return Verdict::dropped("not a JPEG: no FF D8 start-of-image marker");
+    }
+    let (decoded, status, reason) = if jpeg::has_eoi(bytes) {
+        match jpeg::decode_rgb(bytes) {
+            Ok(img) => (img, AuditStatus::Ok, String::new()),
+            Err(e) => return Verdict::dropped(format!("decode error: {e}")),
+        }
+    } else {
+        match jpeg::decode_rgb(&repaired_bytes(bytes)) {
+            Ok(img) => (
+                img,
+                AuditStatus::Repaired,
+                "truncated: no FF D9 end marker; repaired by appending FF D9".into(),
+            ),
+            Err(e) => {
+                return Verdict::dropped(format!("truncated and undecodable after repair: {e}"));
+            }
+        }
+    };
+    let (width, height) = decoded.dimensions();
+    if width < min_size || height < min_size {
+        return Verdict {
+            status: AuditStatus::Dropped,
+            reason: format!("too small: {width}x{height}, both sides must be at least {min_size}"),
+            width,
+            height,
+        };
+    }
+    Verdict {
+        status,
+        reason,
+        width,
+        height,
+    }
+}
+
+fn repaired_bytes(bytes: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(bytes.len() + 2);
+    v.extend_from_slice(bytes);
+    v.extend_from_slice(&jpeg::EOI);
+    v
+}
+
+struct Memo<'a> {
+    dir: &'a Path,
+    min_size: u32,
+    tmp_counter: AtomicUsize,
+}
+
+impl Memo<'_> {
+    fn file(&self, hash: &str) -> PathBuf {
+        let key = blake3::hash(format!("{MEMO_VERSION}:{hash}:{}", self.min_size).as_bytes());
+        self.dir.join(format!("{}.json", key.to_hex()))
+    }
+
+    /// A missing or unreadable entry is a miss, never an error.
+    fn get(&self, hash: &str) -> Option<Verdict> {
+        serde_json::from_slice(&std::fs::read(self.file(hash)).ok()?).ok()
+    }
+
+    /// Best effort: a memo that cannot be written only costs a decode next time.
+    fn put(&self, hash: &str, v: &Verdict) {
+        let path = self.file(hash);
+        let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
+        let tmp = path.with_extension(format!("tmp{}.{n}", std::process::id()));
+        if let Ok(json) = serde_json::to_vec(v) {
+            if std::fs::write(&tmp, json).is_ok() && std::fs::rename(&tmp, &path).is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+        }
+    }
+}
+
+fn audit_one(
+    s: &Sample,
+    split: &str,
+    repaired_dir: &Path,
+    memo: &Memo,
+    hash_of: &HashFn,
+    decoded: &AtomicUsize,
+) -> AuditRecord {
+    let mut rec = AuditRecord {
+        image: s.name.clone(),
+        split: split.to_string(),
+        status: AuditStatus::Dropped,
+        reason: String::new(),
+        width: 0,
+        height: 0,
+        bytes: 0,
+        hash: String::new(),
+        path: s.path.clone(),
+        label: s.label,
+    };
+    let meta = match std::fs::metadata(&s.path) {
+        Ok(m) if m.is_file() => m,
+        Ok(_) => return with_reason(rec, "not a file"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return with_reason(rec, "missing: no such file")
+        }
+        Err(e) => return with_reason(rec, format!("unreadable: {e}")),
+    };
+    rec.bytes = meta.len();
+    if rec.bytes == 0 {
+        return with_reason(rec, "empty: the file has 0 bytes");
+    }
+    match hash_of(&s.path) {
+        Ok(h) => rec.hash = h,
+        Err(e) => return with_reason(rec, format!("unreadable: {e:#}")),
+    }
+    let mut content = None;
+    let verdict = match memo.get(&rec.hash) {
+        Some(v) => v,
+        None => {
+            let bytes = match std::fs::read(&s.path) {
+                Ok(b) => b,
+                Err(e) => return with_reason(rec, format!("unreadable: {e}")),
+            };
+            decoded.fetch_add(1, Ordering::Relaxed);
+            let v = judge(&bytes, memo.min_size);
+            memo.put(&rec.hash, &v);
+            content = Some(bytes);
+            v
+        }
+    };
+    (rec.status, rec.reason, rec.width, rec.height) = (
+        verdict.status,
+        verdict.reason,
+        verdict.width,
+        verdict.height,
+    );
+    if rec.status == AuditStatus::Repaired {
+        // The copy is cheap to rebuild, so a memo hit still writes it into this run's folder.
+        let bytes = match content.map_or_else(|| std::fs::read(&s.path), Ok) {
+            Ok(b) => b,
+            Err(e) => return with_reason(rec, format!("unreadable: {e}")),
+        };
+        let name = s
+            .path
+            .file_name()
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(format!("{}.jpeg", s.name)));
+        let copy = repaired_dir.join(name);
+        if let Err(e) = std::fs::write(&copy, repaired_bytes(&bytes)) {
+            return with_reason(
+                rec,
+                format!(
+                    "repair copy could not be written to {}: {e}",
+                    copy.display()
+                ),
+            );
+        }
+        rec.path = copy;
+    }
+    rec
+}
+
+fn with_reason(mut rec: AuditRecord, reason: impl Into<String>) -> AuditRecord {
+    rec.status = AuditStatus::Dropped;
+    rec.reason = reason.into();
+    rec
+}
+
+type HashFn = dyn Fn(&Path) -> Result<String> + Sync;
+
+/// Audits `train` then `test`, writes `out_dir/audit.csv` and repaired copies under
+/// `out_dir/repaired/`. Errors only when `out_dir` cannot be written; bad images are verdicts.
+pub fn audit(
+    train: &[Sample],
+    test: &[Sample],
+    out_dir: &Path,
+    memo_dir: &Path,
+    min_size: u32,
+    hash_of: &HashFn,
+    progress: &Progress,
+) -> Result<AuditReport> {
+    let repaired_dir = out_dir.join("repaired");
+    std::fs::create_dir_all(&repaired_dir)
+        .with_context(|| format!("cannot create {}", repaired_dir.display()))?;
+    std::fs::create_dir_all(memo_dir)
+        .with_context(|| format!("cannot create audit memo folder {}", memo_dir.display()))?;
+    let memo = Memo {
+        dir: memo_dir,
+        min_size,
+        tmp_counter: AtomicUsize::new(0),
+    };
+    let decoded = AtomicUsize::new(0);
+    let all: Vec<(&Sample, &str)> = train
+        .iter()
+        .map(|s| (s, "train"))
+        .chain(test.iter().map(|s| (s, "test")))
+        .collect();
+    progress.start("audit", all.len() as u64);
+    let records: Vec<AuditRecord> = all
+        .par_iter()
+        .map(|(s, split)| {
+            let r = audit_one(s, split, &repaired_dir, &memo, hash_of, &decoded);
+            progress.inc(1);
+            r
+        })
+        .collect();
+    progress.finish();
+
+    let count = |st| records.iter().filter(|r| r.status == st).count();
+    let mut train_hashes: HashMap<&str, &str> = HashMap::new();
+    for r in records
+        .iter()
+        .filter(|r| r.split == "train" && !r.hash.is_empty())
+    {
+        train_hashes.entry(&r.hash).or_insert(&r.image);
+    }
+    let cross_split_duplicates = records
+        .iter()
+        .filter(|r| r.split == "test")
+        .filter_map(|r| {
+            train_hashes
+                .get(r.hash.as_str())
+                .map(|t| (t.to_string(), r.image.clone()))
+        })
+        .collect();
+    let report = AuditReport {
+        ok: count(AuditStatus::Ok),
+        repaired: count(AuditStatus::Repaired),
+        dropped: count(AuditStatus::Dropped),
+        cross_split_duplicates,
+        decoded: decoded.into_inner(),
+        records,
+    };
+    write_csv(&out_dir.join("audit.csv"), &report.records)?;
+    Ok(report)
+}
+
+fn write_csv(path: &Path, records: &[AuditRecord]) -> Result<()> {
+    let write = || -> std::io::Result<()> {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
+        writeln!(f, "image,split,status,reason,width,height,bytes")?;
+        for r in records {
+            writeln!(
+                f,
+                "{},{},{},{},{},{},{}",
+                csv_field(&r.image),
+                r.split,
+                r.status,
+                csv_field(&r.reason),
+                r.width,
+                r.height,
+                r.bytes
+            )?;
+        }
+        f.flush()
+    };
+    write().with_context(|| format!("cannot write {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests;
