@@ -102,3 +102,45 @@ fn run(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{init_weights, save_torchvision};
+
+    #[test]
+    fn saved_model_predicts_the_same_after_reloading() {
+        let dev = Device::Cpu;
+        let vm = VarMap::new();
+        let vb = VarBuilder::from_varmap(&vm, DType::F32, &dev);
+        let model = ResNet::new(Arch::ResNet18, NUM_CLASSES, vb).unwrap();
+        init_weights(&vm, Arch::ResNet18, 4).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.safetensors");
+        save_torchvision(&vm, &p, 0).unwrap();
+        let reloaded = load_for_inference(Arch::ResNet18, &p, &dev).unwrap();
+
+        let mut r = crate::rng::Rng::new(1);
+        let n = 3;
+        let images: Vec<f32> = (0..n * 3 * 16 * 16).map(|_| r.normal() as f32).collect();
+        let a = predict_logits(&model, &images, n, 16, &dev, false).unwrap();
+        let b = predict_logits(&reloaded, &images, n, 16, &dev, false).unwrap();
+        assert_eq!(a, b);
+        let p = predict_probs(&reloaded, &images, n, 16, &dev, true).unwrap();
+        for row in &p {
+            assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5, "{row:?}");
+        }
+        // Mirror TTA differs from plain prediction on non-symmetric images.
+        assert_ne!(
+            p,
+            predict_probs(&reloaded, &images, n, 16, &dev, false).unwrap()
+        );
+        assert!(predict_probs(&reloaded, &images[1..], n, 16, &dev, false).is_err());
+        assert!(load_for_inference(
+            Arch::ResNet50,
+            dir.path().join("m.safetensors").as_path(),
+            &dev
+        )
+        .is_err());
+    }
+}

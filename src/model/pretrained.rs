@@ -161,3 +161,148 @@ pub fn load_pretrained(varmap: &VarMap, path: &Path) -> Result<()> {
     assign(varmap, &tensors, |name| name.starts_with("fc."), path)
         .with_context(|| format!("cannot load pretrained weights from {}", path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::weights_io::{write_safetensors, HostTensor};
+    use crate::model::{all_vars_sorted, init_weights, save_torchvision, ResNet};
+    use candle_core::{DType, Device};
+    use candle_nn::VarBuilder;
+
+    fn seeded(num_classes: usize, seed: u64) -> VarMap {
+        let vm = VarMap::new();
+        let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
+        ResNet::new(Arch::ResNet18, num_classes, vb).unwrap();
+        init_weights(&vm, Arch::ResNet18, seed).unwrap();
+        vm
+    }
+
+    fn get(vm: &VarMap, name: &str) -> Vec<f32> {
+        vm.data().lock().unwrap()[name]
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap()
+    }
+
+    /// The hub cache layout huggingface_hub writes (real files instead of blob symlinks).
+    fn fake_cache(root: &Path) -> PathBuf {
+        let repo = root.join("models--timm--resnet18.tv_in1k");
+        let snap = repo.join("snapshots").join("0123abcd");
+        std::fs::create_dir_all(&snap).unwrap();
+        std::fs::create_dir_all(repo.join("refs")).unwrap();
+        std::fs::write(repo.join("refs").join("main"), "0123abcd").unwrap();
+        snap.join(HUB_FILE)
+    }
+
+    fn offline(cache: &Path) -> HubEnv {
+        HubEnv {
+            hub_cache: Some(cache.to_path_buf()),
+            offline: true,
+            ..HubEnv::default()
+        }
+    }
+
+    #[test]
+    fn offline_hub_weights_load_from_cache_and_keep_a_fresh_head() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = fake_cache(dir.path());
+        // ImageNet-like source: 1000-way fc, different values from the target model.
+        let source = seeded(1000, 42);
+        save_torchvision(&source, &file, 1234).unwrap();
+
+        let found = resolve_pretrained_with(&Pretrained::Hub, Arch::ResNet18, &offline(dir.path()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(found, file);
+        let target = seeded(5, 7);
+        let fc_before = get(&target, "fc.weight");
+        load_pretrained(&target, &found).unwrap();
+        for name in [
+            "conv1.weight",
+            "layer4.1.conv2.weight",
+            "layer2.0.downsample.1.weight",
+        ] {
+            assert_eq!(get(&target, name), get(&source, name), "{name}");
+        }
+        assert_eq!(get(&target, "fc.weight"), fc_before);
+    }
+
+    #[test]
+    fn offline_missing_file_error_says_where_and_how_to_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = resolve_pretrained_with(&Pretrained::Hub, Arch::ResNet18, &offline(dir.path()))
+            .unwrap_err();
+        let msg = format!("{err:#}");
+        for part in [
+            "timm/resnet18.tv_in1k",
+            "model.safetensors",
+            "HF_HUB_OFFLINE",
+            "huggingface-cli download timm/resnet18.tv_in1k model.safetensors",
+            "pretrained = ",
+            &dir.path()
+                .join("models--timm--resnet18.tv_in1k")
+                .display()
+                .to_string(),
+        ] {
+            assert!(msg.contains(part), "{part:?} not in: {msg}");
+        }
+    }
+
+    #[test]
+    fn offline_truncated_file_is_reported_as_incomplete() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = fake_cache(dir.path());
+        save_torchvision(&seeded(5, 1), &file, 0).unwrap();
+        let bytes = std::fs::read(&file).unwrap();
+        std::fs::write(&file, &bytes[..bytes.len() / 2]).unwrap();
+        let err = resolve_pretrained_with(&Pretrained::Hub, Arch::ResNet18, &offline(dir.path()))
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("incomplete"), "{err:#}");
+    }
+
+    #[test]
+    fn cache_dir_precedence_follows_huggingface_hub() {
+        let mut env = HubEnv {
+            home: Some("/h".into()),
+            ..HubEnv::default()
+        };
+        assert_eq!(env.cache_dir(), PathBuf::from("/h/.cache/huggingface/hub"));
+        env.hf_home = Some("/hf".into());
+        assert_eq!(env.cache_dir(), PathBuf::from("/hf/hub"));
+        env.hub_cache = Some("/c".into());
+        assert_eq!(env.cache_dir(), PathBuf::from("/c"));
+        assert_eq!(
+            resolve_pretrained_with(&Pretrained::None, Arch::ResNet50, &env).unwrap(),
+            None
+        );
+        let missing = Pretrained::File("/nonexistent/w.pth".into());
+        assert!(resolve_pretrained_with(&missing, Arch::ResNet50, &env).is_err());
+    }
+
+    #[test]
+    fn missing_and_misshaped_tensors_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("bad.safetensors");
+        let mut tensors: Vec<(String, HostTensor)> = all_vars_sorted(&seeded(5, 1))
+            .into_iter()
+            .filter(|(n, _)| n != "layer3.0.bn1.running_mean")
+            .map(|(n, v)| (n, HostTensor::from_tensor(v.as_tensor()).unwrap()))
+            .collect();
+        let bad = candle_core::Tensor::zeros((64, 3, 3, 3), DType::F32, &Device::Cpu).unwrap();
+        for (n, t) in tensors.iter_mut() {
+            if n == "conv1.weight" {
+                *t = HostTensor::from_tensor(&bad).unwrap();
+            }
+        }
+        write_safetensors(&p, &tensors, None).unwrap();
+        let msg = format!("{:#}", load_pretrained(&seeded(5, 2), &p).unwrap_err());
+        assert!(msg.contains("layer3.0.bn1.running_mean"), "{msg}");
+        assert!(
+            msg.contains("conv1.weight: file [64, 3, 3, 3], model [64, 3, 7, 7]"),
+            "{msg}"
+        );
+        assert!(msg.contains("bad.safetensors"), "{msg}");
+    }
+}
