@@ -64,7 +64,13 @@ pub fn read(path: &Path) -> Result<Vec<EpochRecord>> {
             continue;
         }
         let f: Vec<&str> = line.split(',').collect();
-        let bad = || format!("{}:{}: malformed history row {line:?}", path.display(), i + 1);
+        let bad = || {
+            format!(
+                "{}:{}: malformed history row {line:?}",
+                path.display(),
+                i + 1
+            )
+        };
         if f.len() != 8 {
             anyhow::bail!(bad());
         }

@@ -1,0 +1,143 @@
+//! ResNet's stem max-pool (3x3, stride 2, padding 1) from plain tensor ops. candle's
+//! `max_pool2d` backward only supports kernel == stride, so instead we take the nine shifted
+//! stride-2 views of the padded input and reduce them with `max`, whose backward candle has.
+//! Pure tensor ops, so it runs on any device.
+
+use candle_core::{Result, Tensor, D};
+
+/// `x`: `[B, C, H, W]` -> `[B, C, Ho, Wo]` with `Ho = (H - 1) / 2 + 1` (PyTorch's size for
+/// kernel 3, stride 2, padding 1). Padding never wins: it is -inf.
+pub fn max_pool_3x3_s2_p1(x: &Tensor) -> Result<Tensor> {
+    let (b, c, h, w) = x.dims4()?;
+    let (ho, wo) = ((h - 1) / 2 + 1, (w - 1) / 2 + 1);
+    // Pad to an even size 2*(Ho+1) so that a reshape splits each axis into (pair, parity):
+    // padded row 2*i + d == pair i + d/2, parity d%2.
+    let padded = pad_neg_inf(x, 2, 1, 2 * ho + 1 - h)?;
+    let padded = pad_neg_inf(&padded, 3, 1, 2 * wo + 1 - w)?;
+    let split = padded.reshape((b, c, ho + 1, 2, wo + 1, 2))?;
+    let mut views = Vec::with_capacity(9);
+    for di in 0..3 {
+        for dj in 0..3 {
+            views.push(
+                split
+                    .narrow(2, di / 2, ho)?
+                    .narrow(3, di % 2, 1)?
+                    .narrow(4, dj / 2, wo)?
+                    .narrow(5, dj % 2, 1)?,
+            );
+        }
+    }
+    // [B, C, Ho, 9, Wo, 1] -> max over the 9 window positions.
+    Tensor::cat(&views, 3)?.max(3)?.squeeze(D::Minus1)
+}
+
+fn pad_neg_inf(x: &Tensor, dim: usize, left: usize, right: usize) -> Result<Tensor> {
+    let mut shape = x.dims().to_vec();
+    let pad = |n: usize, shape: &mut Vec<usize>| -> Result<Tensor> {
+        shape[dim] = n;
+        Tensor::full(f32::NEG_INFINITY, shape.as_slice(), x.device())?.to_dtype(x.dtype())
+    };
+    let l = pad(left, &mut shape)?;
+    let r = pad(right, &mut shape)?;
+    Tensor::cat(&[&l, x, &r], dim)
+}
+
+/// Direct loop over the windows: the reference the tests compare against.
+#[cfg(test)]
+fn naive(x: &[f32], b: usize, c: usize, h: usize, w: usize) -> Vec<f32> {
+    let (ho, wo) = ((h - 1) / 2 + 1, (w - 1) / 2 + 1);
+    let mut out = vec![f32::NEG_INFINITY; b * c * ho * wo];
+    for p in 0..b * c {
+        for i in 0..ho {
+            for j in 0..wo {
+                for di in 0..3 {
+                    for dj in 0..3 {
+                        let (y, x_) = ((2 * i + di) as isize - 1, (2 * j + dj) as isize - 1);
+                        if y < 0 || x_ < 0 || y >= h as isize || x_ >= w as isize {
+                            continue;
+                        }
+                        let v = x[p * h * w + y as usize * w + x_ as usize];
+                        let o = &mut out[p * ho * wo + i * wo + j];
+                        *o = o.max(v);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+    use candle_core::{Device, Var};
+
+    fn random(n: usize, seed: u64) -> Vec<f32> {
+        let mut r = Rng::new(seed);
+        (0..n).map(|_| r.normal() as f32).collect()
+    }
+
+    #[test]
+    fn forward_matches_naive_loop_for_even_and_odd_sizes() {
+        for (h, w) in [(8, 8), (7, 9), (1, 2), (5, 4)] {
+            let (b, c) = (2, 3);
+            let data = random(b * c * h * w, (h * 10 + w) as u64);
+            let x = Tensor::from_vec(data.clone(), (b, c, h, w), &Device::Cpu).unwrap();
+            let y = max_pool_3x3_s2_p1(&x).unwrap();
+            assert_eq!(y.dims(), &[b, c, (h - 1) / 2 + 1, (w - 1) / 2 + 1]);
+            let got = y.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            assert_eq!(got, naive(&data, b, c, h, w), "size {h}x{w}");
+        }
+    }
+
+    #[test]
+    fn gradient_matches_finite_differences() {
+        let (b, c, h, w) = (1, 2, 6, 5);
+        // Distinct values at least 0.1 apart, so a +-eps nudge never changes which one wins.
+        let mut data: Vec<f32> = (0..b * c * h * w).map(|i| i as f32 * 0.1 - 3.0).collect();
+        Rng::new(11).shuffle(&mut data);
+        let x = Var::from_vec(data.clone(), (b, c, h, w), &Device::Cpu).unwrap();
+        let ho = (h - 1) / 2 + 1;
+        let wo = (w - 1) / 2 + 1;
+        // A weighted sum so every output has a distinct upstream gradient.
+        let wts: Vec<f32> = (0..b * c * ho * wo)
+            .map(|i| 0.5 + i as f32 * 0.25)
+            .collect();
+        let wt = Tensor::from_vec(wts.clone(), (b, c, ho, wo), &Device::Cpu).unwrap();
+        let loss = max_pool_3x3_s2_p1(x.as_tensor())
+            .unwrap()
+            .mul(&wt)
+            .unwrap()
+            .sum_all()
+            .unwrap();
+        let grads = loss.backward().unwrap();
+        let g = grads
+            .get(x.as_tensor())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let f = |d: &[f32]| -> f64 {
+            naive(d, b, c, h, w)
+                .iter()
+                .zip(&wts)
+                .map(|(a, b)| (*a as f64) * (*b as f64))
+                .sum()
+        };
+        let eps = 1e-2f32;
+        for i in 0..data.len() {
+            let mut p = data.clone();
+            p[i] += eps;
+            let mut m = data.clone();
+            m[i] -= eps;
+            let fd = (f(&p) - f(&m)) / (2.0 * eps as f64);
+            assert!(
+                (fd - g[i] as f64).abs() < 1e-2,
+                "element {i}: fd {fd} vs autograd {}",
+                g[i]
+            );
+        }
+    }
+}

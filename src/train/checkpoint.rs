@@ -1,0 +1,99 @@
+//! Training checkpoints: one safetensors file holding the model (`model/<name>`, running
+//! statistics included), the optimiser's momentum buffers (`sgd/<name>`) and the loop state as
+//! JSON metadata. One file, written atomically, so a checkpoint is always complete: either the
+//! previous epoch's or this one's.
+
+use super::EpochRecord;
+use crate::model::weights_io::{read_metadata, read_tensors, write_safetensors, HostTensor};
+use crate::model::{all_vars_sorted, Arch};
+use anyhow::{bail, Context, Result};
+use candle_core::Tensor;
+use candle_nn::VarMap;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
+const STATE_KEY: &str = "drpipe_train_state";
+const MODEL_PREFIX: &str = "model/";
+const SGD_PREFIX: &str = "sgd/";
+
+/// Everything besides tensors that a resumed run needs to continue exactly.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoopState {
+    pub arch: Arch,
+    /// Epochs completed (the next epoch to run, 0-based).
+    pub epochs_done: usize,
+    /// Train-mode forward passes so far (each batch norm's `num_batches_tracked`).
+    pub num_batches_tracked: i64,
+    /// 1-based; 0 while no epoch is done.
+    pub best_epoch: usize,
+    pub best_test_acc: f64,
+    pub history: Vec<EpochRecord>,
+    /// Describes the configuration that wrote the checkpoint; resuming under another one
+    /// would silently mix two experiments, so it is refused.
+    pub config: String,
+}
+
+pub struct Checkpoint {
+    pub state: LoopState,
+    pub model: HashMap<String, Tensor>,
+    pub momentum: BTreeMap<String, Tensor>,
+}
+
+pub fn path_in(work_dir: &Path) -> PathBuf {
+    work_dir.join(CHECKPOINT_FILE)
+}
+
+pub fn save(
+    work_dir: &Path,
+    varmap: &VarMap,
+    momentum: &BTreeMap<String, Tensor>,
+    state: &LoopState,
+) -> Result<()> {
+    let mut tensors = Vec::new();
+    for (name, var) in all_vars_sorted(varmap) {
+        tensors.push((
+            format!("{MODEL_PREFIX}{name}"),
+            HostTensor::from_tensor(var.as_tensor())?,
+        ));
+    }
+    for (name, buf) in momentum {
+        tensors.push((format!("{SGD_PREFIX}{name}"), HostTensor::from_tensor(buf)?));
+    }
+    let meta = HashMap::from([(STATE_KEY.to_string(), serde_json::to_string(state)?)]);
+    write_safetensors(&path_in(work_dir), &tensors, Some(meta))
+}
+
+/// The checkpoint in `work_dir`, or `None` if there is none.
+pub fn load(work_dir: &Path) -> Result<Option<Checkpoint>> {
+    let path = path_in(work_dir);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let fix = "delete it to start the training afresh";
+    let meta = read_metadata(&path)
+        .with_context(|| format!("unreadable checkpoint {} ({fix})", path.display()))?;
+    let Some(json) = meta.get(STATE_KEY) else {
+        bail!(
+            "{} is not a drpipe training checkpoint ({fix})",
+            path.display()
+        );
+    };
+    let state: LoopState = serde_json::from_str(json)
+        .with_context(|| format!("checkpoint {} has unreadable state ({fix})", path.display()))?;
+    let mut model = HashMap::new();
+    let mut momentum = BTreeMap::new();
+    for (name, t) in read_tensors(&path)? {
+        if let Some(n) = name.strip_prefix(MODEL_PREFIX) {
+            model.insert(n.to_string(), t);
+        } else if let Some(n) = name.strip_prefix(SGD_PREFIX) {
+            momentum.insert(n.to_string(), t);
+        }
+    }
+    Ok(Some(Checkpoint {
+        state,
+        model,
+        momentum,
+    }))
+}

@@ -1,0 +1,582 @@
+//! The epoch loop: feature extraction (only `fc` trains) for `freeze_epochs`, then fine-tuning
+//! of every layer, with a checkpoint after every epoch so an interrupted run resumes exactly.
+
+use super::checkpoint::{self, LoopState};
+use super::loss::{correct, cross_entropy};
+use super::schedule::{lr_at, Schedule};
+use super::sgd::{Sgd, SgdConfig};
+use super::{history, EpochRecord};
+use crate::data::{Batch, NUM_CLASSES};
+use crate::model::weights_io::assign;
+use crate::model::{
+    init_weights, load_pretrained, resolve_pretrained, save_torchvision, select_device,
+    trainable_vars, Arch, Pretrained, ResNet, TORCH_FILE_NOTE,
+};
+use crate::Progress;
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use std::path::Path;
+use std::time::Instant;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainConfig {
+    pub arch: Arch,
+    pub pretrained: Pretrained,
+    /// All epochs, feature extraction included.
+    pub epochs: usize,
+    /// Leading epochs in which only `fc` trains.
+    pub freeze_epochs: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub momentum: f64,
+    pub weight_decay: f64,
+    pub nesterov: bool,
+    pub schedule: Schedule,
+    pub warmup_epochs: usize,
+    pub label_smoothing: f64,
+    pub class_weights: [f32; NUM_CLASSES],
+    pub seed: u64,
+    /// "auto", "cpu" or "cuda:N" (see [`select_device`]).
+    pub device: String,
+}
+
+impl TrainConfig {
+    /// The study's recipe for `arch` (batch 64 for ResNet-18, 16 for ResNet-50).
+    pub fn study(arch: Arch) -> Self {
+        TrainConfig {
+            arch,
+            pretrained: Pretrained::Hub,
+            epochs: 25,
+            freeze_epochs: 5,
+            batch_size: if arch == Arch::ResNet18 { 64 } else { 16 },
+            lr: 1e-3,
+            momentum: 0.9,
+            weight_decay: 5e-4,
+            nesterov: false,
+            schedule: Schedule::Constant,
+            warmup_epochs: 0,
+            label_smoothing: 0.0,
+            class_weights: [1.0; NUM_CLASSES],
+            seed: 0,
+            device: "auto".into(),
+        }
+    }
+
+    /// What a checkpoint must agree with to be resumed (the device may change).
+    fn fingerprint(&self) -> String {
+        format!(
+            "{:?}",
+            TrainConfig {
+                device: String::new(),
+                ..self.clone()
+            }
+        )
+    }
+}
+
+/// Where batches come from. Batches are built by the data module (augmentation, batching);
+/// `epoch` is 0-based and must fully determine the training order and augmentation, so that
+/// a resumed run sees the same batches.
+pub trait BatchSource {
+    fn train_batches(&self, epoch: usize) -> Box<dyn Iterator<Item = Batch> + Send + '_>;
+    fn test_batches(&self) -> Box<dyn Iterator<Item = Batch> + Send + '_>;
+    fn train_len(&self) -> usize;
+    fn test_len(&self) -> usize;
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainOutcome {
+    pub history: Vec<EpochRecord>,
+    /// 1-based epoch of the highest test accuracy (first occurrence).
+    pub best_epoch: usize,
+    pub best_test_acc: f64,
+    /// Epochs already done when this call found a checkpoint.
+    pub resumed_from: Option<usize>,
+}
+
+struct Totals {
+    loss: f64,
+    correct: usize,
+    n: usize,
+}
+
+impl Totals {
+    fn new() -> Self {
+        Totals {
+            loss: 0.0,
+            correct: 0,
+            n: 0,
+        }
+    }
+    fn loss(&self) -> f64 {
+        if self.n == 0 {
+            0.0
+        } else {
+            self.loss / self.n as f64
+        }
+    }
+    fn acc(&self) -> f64 {
+        if self.n == 0 {
+            0.0
+        } else {
+            self.correct as f64 / self.n as f64
+        }
+    }
+}
+
+fn to_tensor(b: &Batch, device: &Device) -> Result<Tensor> {
+    let (n, s) = (b.len(), b.size);
+    if b.images.len() != n * 3 * s * s {
+        bail!(
+            "batch of {n} images of size {s} has {} values, expected {}",
+            b.images.len(),
+            n * 3 * s * s
+        );
+    }
+    Ok(Tensor::from_slice(&b.images, (n, 3, s, s), device)?)
+}
+
+/// Train per `cfg`, resuming from `work_dir`'s checkpoint if there is one. Writes
+/// `out_dir/{history.csv, best.safetensors, last.safetensors, train.json}`; the weight files
+/// carry torchvision's names (see [`TORCH_FILE_NOTE`]).
+pub fn train(
+    cfg: &TrainConfig,
+    data: &dyn BatchSource,
+    work_dir: &Path,
+    out_dir: &Path,
+    progress: &Progress,
+) -> Result<TrainOutcome> {
+    if cfg.freeze_epochs > cfg.epochs {
+        bail!(
+            "freeze_epochs ({}) exceeds epochs ({})",
+            cfg.freeze_epochs,
+            cfg.epochs
+        );
+    }
+    for d in [work_dir, out_dir] {
+        std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
+    }
+    let device = select_device(&cfg.device)?;
+    let varmap = VarMap::new();
+    let model = ResNet::new(
+        cfg.arch,
+        NUM_CLASSES,
+        VarBuilder::from_varmap(&varmap, DType::F32, &device),
+    )?;
+    init_weights(&varmap, cfg.arch, cfg.seed)?;
+    let mut opt = Sgd::new(
+        trainable_vars(&varmap, false),
+        SgdConfig {
+            lr: cfg.lr,
+            momentum: cfg.momentum,
+            dampening: 0.0,
+            weight_decay: cfg.weight_decay,
+            nesterov: cfg.nesterov,
+        },
+    );
+    let ckpt_path = checkpoint::path_in(work_dir);
+    let history_path = out_dir.join("history.csv");
+    let mut state = match checkpoint::load(work_dir)? {
+        Some(ck) => {
+            if ck.state.config != cfg.fingerprint() {
+                bail!(
+                    "checkpoint {} was written by a different training configuration; delete it \
+                     (or use another work folder) to start afresh",
+                    ckpt_path.display()
+                );
+            }
+            assign(&varmap, &ck.model, |_| false, &ckpt_path)?;
+            opt.load_state(ck.momentum)?;
+            // history.csv may hold rows of an epoch that finished after the checkpoint was
+            // written; rewrite it from the checkpoint so both agree.
+            if history_path.exists() {
+                std::fs::remove_file(&history_path)
+                    .with_context(|| format!("cannot rewrite {}", history_path.display()))?;
+            }
+            for r in &ck.state.history {
+                history::append(&history_path, r)?;
+            }
+            ck.state
+        }
+        None => {
+            if let Some(path) = resolve_pretrained(&cfg.pretrained, cfg.arch)? {
+                load_pretrained(&varmap, &path)?;
+            }
+            if history_path.exists() {
+                std::fs::remove_file(&history_path)
+                    .with_context(|| format!("cannot replace {}", history_path.display()))?;
+            }
+            LoopState {
+                arch: cfg.arch,
+                epochs_done: 0,
+                num_batches_tracked: 0,
+                best_epoch: 0,
+                best_test_acc: 0.0,
+                history: Vec::new(),
+                config: cfg.fingerprint(),
+            }
+        }
+    };
+    let resumed_from = (state.epochs_done > 0).then_some(state.epochs_done);
+
+    for epoch in state.epochs_done..cfg.epochs {
+        let started = Instant::now();
+        let freeze = epoch < cfg.freeze_epochs;
+        let lr = lr_at(cfg.lr, &cfg.schedule, epoch, cfg.epochs, cfg.warmup_epochs);
+        opt.set_lr(lr);
+        progress.start(
+            &format!("epoch {}/{}", epoch + 1, cfg.epochs),
+            data.train_len() as u64,
+        );
+        let mut tr = Totals::new();
+        for (step, batch) in data.train_batches(epoch).enumerate() {
+            let x = to_tensor(&batch, &device)?;
+            let features = model.features(&x, true)?;
+            // Frozen backbone: cutting the graph here means no backbone gradient is computed,
+            // so the optimiser skips those parameters (no decay, no momentum), as PyTorch does
+            // with requires_grad=False. Batch-norm running statistics still update.
+            let features = if freeze { features.detach() } else { features };
+            let logits = model.head(&features)?;
+            let loss = cross_entropy(
+                &logits,
+                &batch.labels,
+                &cfg.class_weights,
+                cfg.label_smoothing,
+            )?;
+            let value = loss.to_scalar::<f32>()? as f64;
+            if !value.is_finite() {
+                bail!(
+                    "training loss is {value} at epoch {} step {}: stopping; the last good \
+                     checkpoint ({}) is kept (try a lower lr)",
+                    epoch + 1,
+                    step + 1,
+                    if state.epochs_done > 0 {
+                        ckpt_path.display().to_string()
+                    } else {
+                        "none yet".into()
+                    }
+                );
+            }
+            opt.step(&loss.backward()?)?;
+            state.num_batches_tracked += 1;
+            tr.loss += value * batch.len() as f64;
+            tr.correct += correct(&logits, &batch.labels)?;
+            tr.n += batch.len();
+            progress.inc(batch.len() as u64);
+            let rate = tr.n as f64 / started.elapsed().as_secs_f64().max(1e-9);
+            progress.message(format!(
+                "loss {:.4} acc {:.3} {rate:.1} img/s",
+                tr.loss(),
+                tr.acc()
+            ));
+        }
+        progress.finish();
+
+        let mut te = Totals::new();
+        for batch in data.test_batches() {
+            let x = to_tensor(&batch, &device)?;
+            let logits = model.forward(&x, false)?;
+            let loss = cross_entropy(
+                &logits,
+                &batch.labels,
+                &cfg.class_weights,
+                cfg.label_smoothing,
+            )?;
+            te.loss += loss.to_scalar::<f32>()? as f64 * batch.len() as f64;
+            te.correct += correct(&logits, &batch.labels)?;
+            te.n += batch.len();
+        }
+        let record = EpochRecord {
+            epoch: epoch + 1,
+            phase: if freeze { "freeze" } else { "finetune" }.into(),
+            lr,
+            train_loss: tr.loss(),
+            train_acc: tr.acc(),
+            test_loss: te.loss(),
+            test_acc: te.acc(),
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        history::append(&history_path, &record)?;
+        save_torchvision(
+            &varmap,
+            &out_dir.join("last.safetensors"),
+            state.num_batches_tracked,
+        )?;
+        if state.best_epoch == 0 || record.test_acc > state.best_test_acc {
+            state.best_test_acc = record.test_acc;
+            state.best_epoch = epoch + 1;
+            save_torchvision(
+                &varmap,
+                &out_dir.join("best.safetensors"),
+                state.num_batches_tracked,
+            )?;
+        }
+        state.history.push(record);
+        state.epochs_done = epoch + 1;
+        checkpoint::save(work_dir, &varmap, opt.state(), &state)?;
+    }
+
+    let summary = serde_json::json!({
+        "arch": cfg.arch.to_string(),
+        "epochs": cfg.epochs,
+        "freeze_epochs": cfg.freeze_epochs,
+        "best_epoch": state.best_epoch,
+        "best_test_acc": state.best_test_acc,
+        "final": state.history.last(),
+        "resumed_from": resumed_from,
+        "num_batches_tracked": state.num_batches_tracked,
+        "device": format!("{device:?}"),
+        "weights": TORCH_FILE_NOTE,
+    });
+    let json_path = out_dir.join("train.json");
+    std::fs::write(&json_path, serde_json::to_string_pretty(&summary)?)
+        .with_context(|| format!("cannot write {}", json_path.display()))?;
+    Ok(TrainOutcome {
+        history: state.history,
+        best_epoch: state.best_epoch,
+        best_test_acc: state.best_test_acc,
+        resumed_from,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+    use std::collections::HashMap;
+
+    const SIZE: usize = 16;
+
+    /// Eight train and four test images of random noise whose mean encodes the label; the
+    /// order is shuffled per epoch from the epoch number alone. `poison_epoch` fills that
+    /// epoch's images with NaN.
+    struct Tiny {
+        poison_epoch: Option<usize>,
+    }
+
+    fn image(i: usize) -> (Vec<f32>, u32) {
+        let label = (i % NUM_CLASSES) as u32;
+        let mut r = Rng::derive(99, i as u64);
+        let px = (0..3 * SIZE * SIZE)
+            .map(|_| r.normal() as f32 + label as f32 * 0.3)
+            .collect();
+        (px, label)
+    }
+
+    fn batches(ids: Vec<usize>, poison: bool) -> Box<dyn Iterator<Item = Batch> + Send + 'static> {
+        Box::new(
+            ids.chunks(4)
+                .map(|c| c.to_vec())
+                .collect::<Vec<_>>()
+                .into_iter()
+                .map(move |c| {
+                    let mut b = Batch {
+                        images: vec![],
+                        labels: vec![],
+                        indices: c.clone(),
+                        size: SIZE,
+                    };
+                    for i in c {
+                        let (px, y) = image(i);
+                        b.images
+                            .extend(px.iter().map(|v| if poison { f32::NAN } else { *v }));
+                        b.labels.push(y);
+                    }
+                    b
+                }),
+        )
+    }
+
+    impl BatchSource for Tiny {
+        fn train_batches(&self, epoch: usize) -> Box<dyn Iterator<Item = Batch> + Send + '_> {
+            let mut ids: Vec<usize> = (0..8).collect();
+            Rng::derive(5, epoch as u64).shuffle(&mut ids);
+            batches(ids, self.poison_epoch == Some(epoch))
+        }
+        fn test_batches(&self) -> Box<dyn Iterator<Item = Batch> + Send + '_> {
+            batches((100..104).collect(), false)
+        }
+        fn train_len(&self) -> usize {
+            8
+        }
+        fn test_len(&self) -> usize {
+            4
+        }
+    }
+
+    fn cfg(epochs: usize, freeze_epochs: usize) -> TrainConfig {
+        TrainConfig {
+            pretrained: Pretrained::None,
+            epochs,
+            freeze_epochs,
+            batch_size: 4,
+            lr: 0.01,
+            schedule: Schedule::Cosine,
+            class_weights: [1.0, 2.0, 1.0, 3.0, 1.0],
+            label_smoothing: 0.1,
+            seed: 3,
+            device: "cpu".into(),
+            ..TrainConfig::study(Arch::ResNet18)
+        }
+    }
+
+    fn tensors(path: &Path) -> HashMap<String, Tensor> {
+        candle_core::safetensors::load(path, &Device::Cpu).unwrap()
+    }
+
+    fn same(a: &Tensor, b: &Tensor) -> bool {
+        let a = a
+            .flatten_all()
+            .unwrap()
+            .to_dtype(DType::F64)
+            .unwrap()
+            .to_vec1::<f64>()
+            .unwrap();
+        let b = b
+            .flatten_all()
+            .unwrap()
+            .to_dtype(DType::F64)
+            .unwrap()
+            .to_vec1::<f64>()
+            .unwrap();
+        a == b
+    }
+
+    #[test]
+    fn freeze_epoch_changes_only_fc_and_running_stats() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = train(
+            &cfg(1, 1),
+            &Tiny { poison_epoch: None },
+            dir.path(),
+            dir.path(),
+            &Progress::hidden(),
+        )
+        .unwrap();
+        assert_eq!(out.history.len(), 1);
+        assert_eq!(out.history[0].phase, "freeze");
+        assert_eq!(out.best_epoch, 1);
+
+        let initial = VarMap::new();
+        ResNet::new(
+            Arch::ResNet18,
+            NUM_CLASSES,
+            VarBuilder::from_varmap(&initial, DType::F32, &Device::Cpu),
+        )
+        .unwrap();
+        init_weights(&initial, Arch::ResNet18, 3).unwrap();
+        let trained = tensors(&dir.path().join("last.safetensors"));
+        assert_eq!(
+            trained["bn1.num_batches_tracked"]
+                .to_scalar::<i64>()
+                .unwrap(),
+            2
+        );
+        for (name, var) in crate::model::all_vars_sorted(&initial) {
+            let unchanged = same(var.as_tensor(), &trained[&name]);
+            let should_change = name.starts_with("fc.") || crate::model::is_running_stat(&name);
+            assert_eq!(unchanged, !should_change, "{name}");
+        }
+        assert_eq!(
+            history::read(&dir.path().join("history.csv"))
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(dir.path().join("best.safetensors").exists());
+        assert!(dir.path().join("train.json").exists());
+    }
+
+    #[test]
+    fn nan_stops_and_resume_is_bit_identical_to_an_uninterrupted_run() {
+        let c = cfg(2, 1);
+        let full = tempfile::tempdir().unwrap();
+        let a = train(
+            &c,
+            &Tiny { poison_epoch: None },
+            full.path(),
+            full.path(),
+            &Progress::hidden(),
+        )
+        .unwrap();
+        assert_eq!(
+            a.history
+                .iter()
+                .map(|r| r.phase.as_str())
+                .collect::<Vec<_>>(),
+            ["freeze", "finetune"]
+        );
+
+        let work = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let err = train(
+            &c,
+            &Tiny {
+                poison_epoch: Some(1),
+            },
+            work.path(),
+            out.path(),
+            &Progress::hidden(),
+        )
+        .unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains("epoch 2 step 1") && msg.contains("NaN"),
+            "{msg}"
+        );
+        assert_eq!(
+            history::read(&out.path().join("history.csv"))
+                .unwrap()
+                .len(),
+            1
+        );
+
+        let changed = TrainConfig {
+            lr: 0.02,
+            ..c.clone()
+        };
+        assert!(train(
+            &changed,
+            &Tiny { poison_epoch: None },
+            work.path(),
+            out.path(),
+            &Progress::hidden()
+        )
+        .is_err());
+
+        let b = train(
+            &c,
+            &Tiny { poison_epoch: None },
+            work.path(),
+            out.path(),
+            &Progress::hidden(),
+        )
+        .unwrap();
+        assert_eq!(b.resumed_from, Some(1));
+        let strip = |h: &[EpochRecord]| -> Vec<EpochRecord> {
+            h.iter()
+                .map(|r| EpochRecord {
+                    seconds: 0.0,
+                    ..r.clone()
+                })
+                .collect()
+        };
+        assert_eq!(strip(&a.history), strip(&b.history));
+        assert_eq!(
+            strip(&history::read(&out.path().join("history.csv")).unwrap()),
+            strip(&a.history)
+        );
+        let (ta, tb) = (
+            tensors(&full.path().join("last.safetensors")),
+            tensors(&out.path().join("last.safetensors")),
+        );
+        assert_eq!(ta.len(), tb.len());
+        for (name, t) in &ta {
+            assert!(same(t, &tb[name]), "{name} differs after resume");
+        }
+        // The fine-tuning epoch moved the backbone.
+        let first = tensors(&full.path().join("best.safetensors"));
+        assert!(a.best_epoch == 2 || !same(&first["conv1.weight"], &ta["conv1.weight"]));
+    }
+}
