@@ -50,6 +50,8 @@ const JPEG_QUALITY: u8 = 90;
 /// Stream labels for the data-set-wide draws; image `i` uses stream `i`.
 const STREAM_LABELS: u64 = u64::MAX;
 const STREAM_DAMAGE: u64 = u64::MAX - 1;
+/// Patient streams are keyed by patient id, so they get a seed of their own.
+const PATIENT_SALT: u64 = 0x9A71_E475_EED5_0000;
 
 /// Writes `out/train/NAME.jpeg` and `out/trainLabels.csv` (header `image,level`). Deterministic
 /// per seed. Each file is written under a temporary name and renamed, and the label list comes
@@ -77,8 +79,11 @@ pub fn generate(out: &Path, spec: &SynthSpec, progress: &Progress) -> Result<Syn
         .enumerate()
         .try_for_each(|(i, (entry, &harm))| {
             let mut rng = Rng::derive(spec.seed, i as u64);
+            let patient_seed = Rng::derive(spec.seed ^ PATIENT_SALT, entry.patient).next_u64();
+            let seed = rng.next_u64();
             let image =
-                render::render(entry.grade, rng.next_u64(), spec.size, entry.right_eye).image;
+                render::render_eye(entry.grade, seed, patient_seed, spec.size, entry.right_eye)
+                    .image;
             let mut bytes = Vec::new();
             image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, JPEG_QUALITY)
                 .encode_image(&image)

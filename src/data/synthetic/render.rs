@@ -15,6 +15,7 @@ const STREAM_ANATOMY: u64 = 1;
 const STREAM_LESIONS: u64 = 2;
 const STREAM_NOISE: u64 = 3;
 const STREAM_TEXTURE: u64 = 4;
+const STREAM_PATIENT: u64 = 5;
 
 pub(super) struct Rendered {
     pub image: RgbImage,
@@ -67,24 +68,36 @@ struct Look {
 }
 
 impl Look {
-    fn new(rng: &mut Rng, size: usize) -> Self {
+    /// Pigmentation, white balance and vignetting belong to the patient (and the clinic's
+    /// camera), so fellow eyes look alike, as they do in EyePACS: a model can recognise a
+    /// patient, which is why both eyes must land in the same split. Framing, tilt and a little
+    /// exposure change from shot to shot.
+    fn new(patient: &mut Rng, shot: &mut Rng, size: usize) -> Self {
         let s = size as f32;
         let u = |rng: &mut Rng, lo: f64, hi: f64| rng.uniform(lo, hi) as f32;
+        let pigment = [
+            u(patient, 0.8, 0.95),
+            u(patient, 0.28, 0.42),
+            u(patient, 0.13, 0.26),
+        ];
+        let exposure = u(patient, 0.78, 1.12) * u(shot, 0.94, 1.06);
+        let temperature = u(patient, -0.1, 0.1) + u(shot, -0.02, 0.02);
+        let vignette = u(patient, 0.35, 0.7);
         let centre = V2::new(
-            s * 0.5 + u(rng, -0.01, 0.01) * s,
-            s * 0.5 + u(rng, -0.01, 0.01) * s,
+            s * 0.5 + u(shot, -0.01, 0.01) * s,
+            s * 0.5 + u(shot, -0.01, 0.01) * s,
         );
         Look {
             to_px: ToPx {
                 centre,
-                radius: s * u(rng, 0.45, 0.485),
+                radius: s * u(shot, 0.45, 0.485),
             },
-            rotation: (0.12 * rng.normal() as f32).clamp(-0.3, 0.3),
-            exposure: u(rng, 0.75, 1.15),
-            temperature: u(rng, -0.12, 0.12),
-            pigment: [u(rng, 0.8, 0.95), u(rng, 0.28, 0.42), u(rng, 0.13, 0.26)],
-            vignette: u(rng, 0.35, 0.7),
-            tilt: V2::polar(u(rng, 0.0, std::f64::consts::TAU)) * u(rng, 0.0, 0.25),
+            rotation: (0.12 * shot.normal() as f32).clamp(-0.3, 0.3),
+            exposure,
+            temperature,
+            pigment,
+            vignette,
+            tilt: V2::polar(u(shot, 0.0, std::f64::consts::TAU)) * u(shot, 0.0, 0.25),
         }
     }
 }
@@ -115,9 +128,22 @@ fn tint(c: Rgb, by: Rgb, a: f32) -> Rgb {
     mix(c, [c[0] * by[0], c[1] * by[1], c[2] * by[2]], a)
 }
 
+/// One photograph of a patient of its own.
 pub(super) fn render(grade: u8, seed: u64, size: u32, right_eye: bool) -> Rendered {
+    render_eye(grade, seed, seed, size, right_eye)
+}
+
+/// One photograph; eyes rendered with the same `patient_seed` share the patient's look.
+pub(super) fn render_eye(
+    grade: u8,
+    seed: u64,
+    patient_seed: u64,
+    size: u32,
+    right_eye: bool,
+) -> Rendered {
     let n = size as usize;
-    let look = Look::new(&mut Rng::derive(seed, STREAM_CAMERA), n);
+    let mut patient = Rng::derive(patient_seed, STREAM_PATIENT);
+    let look = Look::new(&mut patient, &mut Rng::derive(seed, STREAM_CAMERA), n);
     let eye = Anatomy::new(
         &mut Rng::derive(seed, STREAM_ANATOMY),
         right_eye,

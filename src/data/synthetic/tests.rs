@@ -218,3 +218,33 @@ fn write_contact_sheet() {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     contact_sheet(192, 2015).save(&path).unwrap();
 }
+
+#[test]
+fn fellow_eyes_share_the_patients_look() {
+    let mean = |img: &image::RgbImage| {
+        let mut m = [0.0f32; 3];
+        for p in img.pixels() {
+            for c in 0..3 {
+                m[c] += p.0[c] as f32 / img.len() as f32 * 3.0;
+            }
+        }
+        m
+    };
+    let dist = |a: [f32; 3], b: [f32; 3]| (0..3).map(|c| (a[c] - b[c]).abs()).sum::<f32>();
+    let eyes: Vec<[[f32; 3]; 2]> = (0..10u64)
+        .map(|p| {
+            let eye =
+                |k: u64, right| mean(&render::render_eye(0, 100 + 2 * p + k, p, 32, right).image);
+            [eye(0, false), eye(1, true)]
+        })
+        .collect();
+    let fellow: f32 = eyes.iter().map(|e| dist(e[0], e[1])).sum::<f32>() / 10.0;
+    let strangers: f32 = (0..10)
+        .map(|p| dist(eyes[p][0], eyes[(p + 1) % 10][1]))
+        .sum::<f32>()
+        / 10.0;
+    assert!(
+        fellow * 2.0 < strangers,
+        "fellow {fellow} vs strangers {strangers}"
+    );
+}
