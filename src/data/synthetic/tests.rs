@@ -223,9 +223,10 @@ fn write_contact_sheet() {
 fn fellow_eyes_share_the_patients_look() {
     let mean = |img: &image::RgbImage| {
         let mut m = [0.0f32; 3];
+        let pixels = (img.width() * img.height()) as f32;
         for p in img.pixels() {
-            for c in 0..3 {
-                m[c] += p.0[c] as f32 / img.len() as f32 * 3.0;
+            for (sum, v) in m.iter_mut().zip(p.0) {
+                *sum += v as f32 / pixels;
             }
         }
         m
