@@ -43,9 +43,11 @@ pub struct SynthSummary {
     pub corrupt: Vec<String>,
 }
 
-/// Smallest and largest image side accepted: below 16 px there is no fundus left to see.
+/// Smallest and largest image side accepted: below 16 px there is no fundus left to see; above
+/// 1024 px the float buffers of every worker thread add up to gigabytes, and the study's
+/// models look at 224 px anyway.
 pub const MIN_SIZE: u32 = 16;
-pub const MAX_SIZE: u32 = 4096;
+pub const MAX_SIZE: u32 = 1024;
 const JPEG_QUALITY: u8 = 90;
 /// Stream labels for the data-set-wide draws; image `i` uses stream `i`.
 const STREAM_LABELS: u64 = u64::MAX;
@@ -58,11 +60,12 @@ const PATIENT_SALT: u64 = 0x9A71_E475_EED5_0000;
 /// last, so an interrupted run never leaves a list naming half-written images.
 pub fn generate(out: &Path, spec: &SynthSpec, progress: &Progress) -> Result<SynthSummary> {
     if spec.images == 0 {
-        bail!("synthetic data set: `images` must be at least 1");
+        bail!("synthetic data set: `images` is 0; ask for at least 1 (a few hundred to train)");
     }
     if !(MIN_SIZE..=MAX_SIZE).contains(&spec.size) {
         bail!(
-            "synthetic data set: `size` {} is outside {MIN_SIZE}..={MAX_SIZE} pixels",
+            "synthetic data set: `size` {} px is outside {MIN_SIZE}..={MAX_SIZE}; choose a \
+             side in that range (the study trains at 224-256 px)",
             spec.size
         );
     }
@@ -132,15 +135,22 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// One image, for tests and the contact sheet. The eye (disc left or right) follows the seed.
+/// Grades above 4 are drawn as 4, and `size` is clamped to `MIN_SIZE..=MAX_SIZE`.
 pub fn render_fundus(grade: u8, seed: u64, size: u32) -> image::RgbImage {
     let right_eye = Rng::derive(seed, 0x5EED).bool(0.5);
-    render::render(grade.min(4), seed, size.max(MIN_SIZE), right_eye).image
+    render::render(
+        grade.min(4),
+        seed,
+        size.clamp(MIN_SIZE, MAX_SIZE),
+        right_eye,
+    )
+    .image
 }
 
 /// Two rows (left eyes, right eyes) of the five grades 0..4, left to right, each tile `size`
 /// px with its grade written in its top-left corner.
 pub fn contact_sheet(size: u32, seed: u64) -> image::RgbImage {
-    let size = size.max(MIN_SIZE);
+    let size = size.clamp(MIN_SIZE, MAX_SIZE);
     let gap = 4;
     let mut sheet =
         image::RgbImage::from_pixel(5 * size + 6 * gap, 2 * size + 3 * gap, image::Rgb([40; 3]));
