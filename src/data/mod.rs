@@ -1,5 +1,7 @@
 //! Everything between a user's image folder and a batch tensor.
 
+pub mod synthetic;
+
 /// The five DR grades: 0 no DR, 1 mild, 2 moderate, 3 severe, 4 proliferative.
 pub const NUM_CLASSES: usize = 5;
 
