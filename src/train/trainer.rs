@@ -63,6 +63,42 @@ impl TrainConfig {
         }
     }
 
+    /// Reject settings PyTorch would reject or that cannot train (checked by [`train`]).
+    pub fn validate(&self) -> Result<()> {
+        if self.epochs == 0 {
+            bail!("epochs must be at least 1");
+        }
+        if self.freeze_epochs > self.epochs {
+            bail!(
+                "freeze_epochs ({}) exceeds epochs ({})",
+                self.freeze_epochs,
+                self.epochs
+            );
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            bail!("lr must be a positive number, got {}", self.lr);
+        }
+        if !(0.0..1.0).contains(&self.momentum) {
+            bail!("momentum must be in [0, 1), got {}", self.momentum);
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            bail!("weight_decay must be >= 0, got {}", self.weight_decay);
+        }
+        if self.nesterov && self.momentum == 0.0 {
+            bail!("nesterov momentum requires momentum > 0 (as in PyTorch)");
+        }
+        if !(0.0..1.0).contains(&self.label_smoothing) {
+            bail!(
+                "label_smoothing must be in [0, 1), got {}",
+                self.label_smoothing
+            );
+        }
+        if let Schedule::Step { step_epochs: 0, .. } = self.schedule {
+            bail!("a step schedule needs step_epochs >= 1");
+        }
+        Ok(())
+    }
+
     /// What a checkpoint must agree with to be resumed (the device may change).
     fn fingerprint(&self) -> String {
         format!(

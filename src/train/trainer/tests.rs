@@ -260,3 +260,39 @@ fn nan_loss_stops_at_the_first_step() {
     );
     assert!(!dir.path().join("checkpoint.safetensors").exists());
 }
+
+#[test]
+fn invalid_configs_are_rejected() {
+    assert!(cfg(2, 1).validate().is_ok());
+    assert!(TrainConfig::study(Arch::ResNet50).validate().is_ok());
+    assert!(cfg(1, 2).validate().is_err());
+    assert!(TrainConfig {
+        lr: 0.0,
+        ..cfg(1, 1)
+    }
+    .validate()
+    .is_err());
+    assert!(TrainConfig {
+        momentum: 0.0,
+        nesterov: true,
+        ..cfg(1, 1)
+    }
+    .validate()
+    .is_err());
+    assert!(TrainConfig {
+        label_smoothing: 1.0,
+        ..cfg(1, 1)
+    }
+    .validate()
+    .is_err());
+    let step0 = Schedule::Step {
+        step_epochs: 0,
+        gamma: 0.1,
+    };
+    assert!(TrainConfig {
+        schedule: step0,
+        ..cfg(1, 1)
+    }
+    .validate()
+    .is_err());
+}
