@@ -27,8 +27,14 @@ impl Conv {
         })
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        super::conv::conv2d(x, &self.weight, self.padding, self.stride)
+    /// Train mode uses the faster-backward CPU conv; eval mode needs no backward, so
+    /// candle's conv (same forward) avoids that op's extra copy of the output.
+    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        if train {
+            super::conv::conv2d(x, &self.weight, self.padding, self.stride)
+        } else {
+            x.conv2d(&self.weight, self.padding, self.stride, 1, 1)
+        }
     }
 }
 
@@ -88,13 +94,13 @@ impl Block {
         let mut h = x.clone();
         let last = self.layers.len() - 1;
         for (i, (conv, bn)) in self.layers.iter().enumerate() {
-            h = bn.forward(&conv.forward(&h)?, train)?;
+            h = bn.forward(&conv.forward(&h, train)?, train)?;
             if i != last {
                 h = h.relu()?;
             }
         }
         let identity = match &self.downsample {
-            Some(d) => d.bn.forward(&d.conv.forward(x)?, train)?,
+            Some(d) => d.bn.forward(&d.conv.forward(x, train)?, train)?,
             None => x.clone(),
         };
         (h + identity)?.relu()
@@ -158,7 +164,10 @@ impl ResNet {
     /// Globally average-pooled backbone features `[B, feature_dim]`. In train mode every
     /// batch norm uses batch statistics and updates its running statistics.
     pub fn features(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let h = self.bn1.forward(&self.conv1.forward(x)?, train)?.relu()?;
+        let h = self
+            .bn1
+            .forward(&self.conv1.forward(x, train)?, train)?
+            .relu()?;
         let mut h = max_pool_3x3_s2_p1(&h)?;
         for block in self.stages.iter().flatten() {
             h = block.forward(&h, train)?;
@@ -284,7 +293,7 @@ mod tests {
             .try_fold(
                 max_pool_3x3_s2_p1(
                     &m.bn1
-                        .forward(&m.conv1.forward(&x).unwrap(), false)
+                        .forward(&m.conv1.forward(&x, false).unwrap(), false)
                         .unwrap()
                         .relu()
                         .unwrap(),
@@ -294,7 +303,10 @@ mod tests {
             )
             .unwrap();
         assert_eq!(h.dims(), &[2, 256, 8, 8]);
-        assert_eq!(b.layers[0].0.forward(&h).unwrap().dims(), &[2, 128, 8, 8]);
+        assert_eq!(
+            b.layers[0].0.forward(&h, false).unwrap().dims(),
+            &[2, 128, 8, 8]
+        );
         assert_eq!(b.layers[1].0.stride, 2);
         assert_eq!(m.features(&x, false).unwrap().dims(), &[2, 2048]);
     }
