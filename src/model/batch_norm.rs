@@ -141,7 +141,7 @@ mod tests {
             .unwrap();
         let want1 = (2.0 - 0.2) / (0.9f32 + 1e-5).sqrt() + 1.0;
         assert!((e[2] - want1).abs() < 1e-5, "{e:?}");
-        let want0 = (1.0 - 0.4) / (want_rv0 as f32 + 1e-5).sqrt() * 2.0;
+        let want0 = (1.0 - 0.4) / (want_rv0 + 1e-5).sqrt() * 2.0;
         assert!((e[0] - want0).abs() < 1e-5, "{e:?}");
     }
 

@@ -3,6 +3,7 @@
 //! (Hugging Face cache or a local file) and inference helpers.
 
 pub mod batch_norm;
+pub mod conv;
 pub mod infer;
 pub mod init;
 pub mod max_pool;

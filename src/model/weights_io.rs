@@ -205,3 +205,58 @@ pub fn assign(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/pth")
+            .join(name)
+    }
+
+    // The .pth files are written by tests/fixtures/pth/make_pth.py in torch.save's zip layout:
+    // conv.weight = [[1, 2, 3], [4, 5, 6]], bn.num_batches_tracked = 7, under a `module.`
+    // prefix; nested.pth wraps them as {"epoch": 3, "state_dict": ...}.
+    #[test]
+    fn pth_state_dicts_are_read_plain_or_nested() {
+        for file in ["plain.pth", "nested.pth"] {
+            let t = read_tensors(&fixture(file)).unwrap();
+            assert_eq!(t.len(), 2, "{file}");
+            let w = t["conv.weight"].to_vec2::<f32>().unwrap();
+            assert_eq!(w, [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], "{file}");
+            assert_eq!(
+                t["bn.num_batches_tracked"].to_scalar::<i64>().unwrap(),
+                7,
+                "{file}"
+            );
+        }
+    }
+
+    #[test]
+    fn unreadable_files_name_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("junk.pth");
+        std::fs::write(&p, b"not a zip").unwrap();
+        assert!(format!("{:#}", read_tensors(&p).unwrap_err()).contains("junk.pth"));
+        let p = dir.path().join("junk.safetensors");
+        std::fs::write(&p, b"\x10\x00\x00\x00\x00\x00\x00\x00{}").unwrap();
+        assert!(format!("{:#}", read_tensors(&p).unwrap_err()).contains("junk.safetensors"));
+    }
+
+    #[test]
+    fn metadata_roundtrips_and_write_is_atomic_rename() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.safetensors");
+        let t = vec![("a".to_string(), HostTensor::scalar_i64(3))];
+        let meta = HashMap::from([("k".to_string(), "v".to_string())]);
+        write_safetensors(&p, &t, Some(meta.clone())).unwrap();
+        assert_eq!(read_metadata(&p).unwrap(), meta);
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["m.safetensors"]);
+    }
+}

@@ -9,8 +9,8 @@ use super::{history, EpochRecord};
 use crate::data::{Batch, NUM_CLASSES};
 use crate::model::weights_io::assign;
 use crate::model::{
-    init_weights, load_pretrained, resolve_pretrained, save_torchvision, select_device,
-    trainable_vars, Arch, Pretrained, ResNet, TORCH_FILE_NOTE,
+    all_vars_sorted, init_weights, load_pretrained, resolve_pretrained, save_torchvision,
+    select_device, trainable_vars, Arch, Pretrained, ResNet, TORCH_FILE_NOTE,
 };
 use crate::Progress;
 use anyhow::{bail, Context, Result};
@@ -61,6 +61,42 @@ impl TrainConfig {
             seed: 0,
             device: "auto".into(),
         }
+    }
+
+    /// Reject settings PyTorch would reject or that cannot train (checked by [`train`]).
+    pub fn validate(&self) -> Result<()> {
+        if self.epochs == 0 {
+            bail!("epochs must be at least 1");
+        }
+        if self.freeze_epochs > self.epochs {
+            bail!(
+                "freeze_epochs ({}) exceeds epochs ({})",
+                self.freeze_epochs,
+                self.epochs
+            );
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            bail!("lr must be a positive number, got {}", self.lr);
+        }
+        if !(0.0..1.0).contains(&self.momentum) {
+            bail!("momentum must be in [0, 1), got {}", self.momentum);
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            bail!("weight_decay must be >= 0, got {}", self.weight_decay);
+        }
+        if self.nesterov && self.momentum == 0.0 {
+            bail!("nesterov momentum requires momentum > 0 (as in PyTorch)");
+        }
+        if !(0.0..1.0).contains(&self.label_smoothing) {
+            bail!(
+                "label_smoothing must be in [0, 1), got {}",
+                self.label_smoothing
+            );
+        }
+        if let Schedule::Step { step_epochs: 0, .. } = self.schedule {
+            bail!("a step schedule needs step_epochs >= 1");
+        }
+        Ok(())
     }
 
     /// What a checkpoint must agree with to be resumed (the device may change).
@@ -135,6 +171,29 @@ fn to_tensor(b: &Batch, device: &Device) -> Result<Tensor> {
         );
     }
     Ok(Tensor::from_slice(&b.images, (n, 3, s, s), device)?)
+}
+
+/// The first variable (by name) holding NaN or inf, if any. One fused reduction in the
+/// common case: `0 * x` is 0 for finite x and NaN otherwise.
+fn first_non_finite(varmap: &VarMap) -> Result<Option<String>> {
+    let vars = all_vars_sorted(varmap);
+    let sums = vars
+        .iter()
+        .map(|(_, v)| (v.as_detached_tensor() * 0.0)?.sum_all())
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    if Tensor::stack(&sums, 0)?
+        .sum_all()?
+        .to_scalar::<f32>()?
+        .is_finite()
+    {
+        return Ok(None);
+    }
+    for ((name, _), s) in vars.iter().zip(&sums) {
+        if !s.to_scalar::<f32>()?.is_finite() {
+            return Ok(Some(name.clone()));
+        }
+    }
+    Ok(Some("the model".into()))
 }
 
 /// Train per `cfg`, resuming from `work_dir`'s checkpoint if there is one. Writes
@@ -245,20 +304,34 @@ pub fn train(
                 cfg.label_smoothing,
             )?;
             let value = loss.to_scalar::<f32>()? as f64;
+            let kept = || {
+                if state.epochs_done > 0 {
+                    format!("the last good checkpoint {} is kept", ckpt_path.display())
+                } else {
+                    "no checkpoint was written yet".to_string()
+                }
+            };
             if !value.is_finite() {
                 bail!(
-                    "training loss is {value} at epoch {} step {}: stopping; the last good \
-                     checkpoint ({}) is kept (try a lower lr)",
+                    "training diverged: loss is {value} at epoch {} step {}; stopping, {} \
+                     (try a lower lr)",
                     epoch + 1,
                     step + 1,
-                    if state.epochs_done > 0 {
-                        ckpt_path.display().to_string()
-                    } else {
-                        "none yet".into()
-                    }
+                    kept()
                 );
             }
             opt.step(&loss.backward()?)?;
+            // candle's ReLU maps NaN to 0 (PyTorch's keeps it), so NaN weights or inputs
+            // need not reach the loss: check the parameters and running statistics too.
+            if let Some(name) = first_non_finite(&varmap)? {
+                bail!(
+                    "training diverged: {name} holds NaN/inf after epoch {} step {} (loss \
+                     {value}; check the input images and lower the lr); stopping, {}",
+                    epoch + 1,
+                    step + 1,
+                    kept()
+                );
+            }
             state.num_batches_tracked += 1;
             tr.loss += value * batch.len() as f64;
             tr.correct += correct(&logits, &batch.labels)?;
@@ -341,242 +414,4 @@ pub fn train(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::rng::Rng;
-    use std::collections::HashMap;
-
-    const SIZE: usize = 16;
-
-    /// Eight train and four test images of random noise whose mean encodes the label; the
-    /// order is shuffled per epoch from the epoch number alone. `poison_epoch` fills that
-    /// epoch's images with NaN.
-    struct Tiny {
-        poison_epoch: Option<usize>,
-    }
-
-    fn image(i: usize) -> (Vec<f32>, u32) {
-        let label = (i % NUM_CLASSES) as u32;
-        let mut r = Rng::derive(99, i as u64);
-        let px = (0..3 * SIZE * SIZE)
-            .map(|_| r.normal() as f32 + label as f32 * 0.3)
-            .collect();
-        (px, label)
-    }
-
-    fn batches(ids: Vec<usize>, poison: bool) -> Box<dyn Iterator<Item = Batch> + Send + 'static> {
-        Box::new(
-            ids.chunks(4)
-                .map(|c| c.to_vec())
-                .collect::<Vec<_>>()
-                .into_iter()
-                .map(move |c| {
-                    let mut b = Batch {
-                        images: vec![],
-                        labels: vec![],
-                        indices: c.clone(),
-                        size: SIZE,
-                    };
-                    for i in c {
-                        let (px, y) = image(i);
-                        b.images
-                            .extend(px.iter().map(|v| if poison { f32::NAN } else { *v }));
-                        b.labels.push(y);
-                    }
-                    b
-                }),
-        )
-    }
-
-    impl BatchSource for Tiny {
-        fn train_batches(&self, epoch: usize) -> Box<dyn Iterator<Item = Batch> + Send + '_> {
-            let mut ids: Vec<usize> = (0..8).collect();
-            Rng::derive(5, epoch as u64).shuffle(&mut ids);
-            batches(ids, self.poison_epoch == Some(epoch))
-        }
-        fn test_batches(&self) -> Box<dyn Iterator<Item = Batch> + Send + '_> {
-            batches((100..104).collect(), false)
-        }
-        fn train_len(&self) -> usize {
-            8
-        }
-        fn test_len(&self) -> usize {
-            4
-        }
-    }
-
-    fn cfg(epochs: usize, freeze_epochs: usize) -> TrainConfig {
-        TrainConfig {
-            pretrained: Pretrained::None,
-            epochs,
-            freeze_epochs,
-            batch_size: 4,
-            lr: 0.01,
-            schedule: Schedule::Cosine,
-            class_weights: [1.0, 2.0, 1.0, 3.0, 1.0],
-            label_smoothing: 0.1,
-            seed: 3,
-            device: "cpu".into(),
-            ..TrainConfig::study(Arch::ResNet18)
-        }
-    }
-
-    fn tensors(path: &Path) -> HashMap<String, Tensor> {
-        candle_core::safetensors::load(path, &Device::Cpu).unwrap()
-    }
-
-    fn same(a: &Tensor, b: &Tensor) -> bool {
-        let a = a
-            .flatten_all()
-            .unwrap()
-            .to_dtype(DType::F64)
-            .unwrap()
-            .to_vec1::<f64>()
-            .unwrap();
-        let b = b
-            .flatten_all()
-            .unwrap()
-            .to_dtype(DType::F64)
-            .unwrap()
-            .to_vec1::<f64>()
-            .unwrap();
-        a == b
-    }
-
-    #[test]
-    fn freeze_epoch_changes_only_fc_and_running_stats() {
-        let dir = tempfile::tempdir().unwrap();
-        let out = train(
-            &cfg(1, 1),
-            &Tiny { poison_epoch: None },
-            dir.path(),
-            dir.path(),
-            &Progress::hidden(),
-        )
-        .unwrap();
-        assert_eq!(out.history.len(), 1);
-        assert_eq!(out.history[0].phase, "freeze");
-        assert_eq!(out.best_epoch, 1);
-
-        let initial = VarMap::new();
-        ResNet::new(
-            Arch::ResNet18,
-            NUM_CLASSES,
-            VarBuilder::from_varmap(&initial, DType::F32, &Device::Cpu),
-        )
-        .unwrap();
-        init_weights(&initial, Arch::ResNet18, 3).unwrap();
-        let trained = tensors(&dir.path().join("last.safetensors"));
-        assert_eq!(
-            trained["bn1.num_batches_tracked"]
-                .to_scalar::<i64>()
-                .unwrap(),
-            2
-        );
-        for (name, var) in crate::model::all_vars_sorted(&initial) {
-            let unchanged = same(var.as_tensor(), &trained[&name]);
-            let should_change = name.starts_with("fc.") || crate::model::is_running_stat(&name);
-            assert_eq!(unchanged, !should_change, "{name}");
-        }
-        assert_eq!(
-            history::read(&dir.path().join("history.csv"))
-                .unwrap()
-                .len(),
-            1
-        );
-        assert!(dir.path().join("best.safetensors").exists());
-        assert!(dir.path().join("train.json").exists());
-    }
-
-    #[test]
-    fn nan_stops_and_resume_is_bit_identical_to_an_uninterrupted_run() {
-        let c = cfg(2, 1);
-        let full = tempfile::tempdir().unwrap();
-        let a = train(
-            &c,
-            &Tiny { poison_epoch: None },
-            full.path(),
-            full.path(),
-            &Progress::hidden(),
-        )
-        .unwrap();
-        assert_eq!(
-            a.history
-                .iter()
-                .map(|r| r.phase.as_str())
-                .collect::<Vec<_>>(),
-            ["freeze", "finetune"]
-        );
-
-        let work = tempfile::tempdir().unwrap();
-        let out = tempfile::tempdir().unwrap();
-        let err = train(
-            &c,
-            &Tiny {
-                poison_epoch: Some(1),
-            },
-            work.path(),
-            out.path(),
-            &Progress::hidden(),
-        )
-        .unwrap_err();
-        let msg = format!("{err:#}");
-        assert!(
-            msg.contains("epoch 2 step 1") && msg.contains("NaN"),
-            "{msg}"
-        );
-        assert_eq!(
-            history::read(&out.path().join("history.csv"))
-                .unwrap()
-                .len(),
-            1
-        );
-
-        let changed = TrainConfig {
-            lr: 0.02,
-            ..c.clone()
-        };
-        assert!(train(
-            &changed,
-            &Tiny { poison_epoch: None },
-            work.path(),
-            out.path(),
-            &Progress::hidden()
-        )
-        .is_err());
-
-        let b = train(
-            &c,
-            &Tiny { poison_epoch: None },
-            work.path(),
-            out.path(),
-            &Progress::hidden(),
-        )
-        .unwrap();
-        assert_eq!(b.resumed_from, Some(1));
-        let strip = |h: &[EpochRecord]| -> Vec<EpochRecord> {
-            h.iter()
-                .map(|r| EpochRecord {
-                    seconds: 0.0,
-                    ..r.clone()
-                })
-                .collect()
-        };
-        assert_eq!(strip(&a.history), strip(&b.history));
-        assert_eq!(
-            strip(&history::read(&out.path().join("history.csv")).unwrap()),
-            strip(&a.history)
-        );
-        let (ta, tb) = (
-            tensors(&full.path().join("last.safetensors")),
-            tensors(&out.path().join("last.safetensors")),
-        );
-        assert_eq!(ta.len(), tb.len());
-        for (name, t) in &ta {
-            assert!(same(t, &tb[name]), "{name} differs after resume");
-        }
-        // The fine-tuning epoch moved the backbone.
-        let first = tensors(&full.path().join("best.safetensors"));
-        assert!(a.best_epoch == 2 || !same(&first["conv1.weight"], &ta["conv1.weight"]));
-    }
-}
+mod tests;

@@ -1,0 +1,298 @@
+//! End-to-end tests of the epoch loop on a tiny ResNet-18 run (16 px, batch 4).
+
+use super::*;
+use crate::rng::Rng;
+use std::collections::HashMap;
+
+const SIZE: usize = 16;
+
+/// Eight train and four test images of random noise whose mean encodes the label; the
+/// order is shuffled per epoch from the epoch number alone. `poison_epoch` fills that
+/// epoch's images with NaN.
+struct Tiny {
+    poison_epoch: Option<usize>,
+}
+
+fn image(i: usize) -> (Vec<f32>, u32) {
+    let label = (i % NUM_CLASSES) as u32;
+    let mut r = Rng::derive(99, i as u64);
+    let px = (0..3 * SIZE * SIZE)
+        .map(|_| r.normal() as f32 + label as f32 * 0.3)
+        .collect();
+    (px, label)
+}
+
+fn batches(ids: Vec<usize>, poison: bool) -> Box<dyn Iterator<Item = Batch> + Send + 'static> {
+    Box::new(
+        ids.chunks(4)
+            .map(|c| c.to_vec())
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(move |c| {
+                let mut b = Batch {
+                    images: vec![],
+                    labels: vec![],
+                    indices: c.clone(),
+                    size: SIZE,
+                };
+                for i in c {
+                    let (px, y) = image(i);
+                    b.images
+                        .extend(px.iter().map(|v| if poison { f32::NAN } else { *v }));
+                    b.labels.push(y);
+                }
+                b
+            }),
+    )
+}
+
+impl BatchSource for Tiny {
+    fn train_batches(&self, epoch: usize) -> Box<dyn Iterator<Item = Batch> + Send + '_> {
+        let mut ids: Vec<usize> = (0..8).collect();
+        Rng::derive(5, epoch as u64).shuffle(&mut ids);
+        batches(ids, self.poison_epoch == Some(epoch))
+    }
+    fn test_batches(&self) -> Box<dyn Iterator<Item = Batch> + Send + '_> {
+        batches((100..104).collect(), false)
+    }
+    fn train_len(&self) -> usize {
+        8
+    }
+    fn test_len(&self) -> usize {
+        4
+    }
+}
+
+fn cfg(epochs: usize, freeze_epochs: usize) -> TrainConfig {
+    TrainConfig {
+        pretrained: Pretrained::None,
+        epochs,
+        freeze_epochs,
+        batch_size: 4,
+        lr: 0.01,
+        schedule: Schedule::Cosine,
+        class_weights: [1.0, 2.0, 1.0, 3.0, 1.0],
+        label_smoothing: 0.1,
+        seed: 3,
+        device: "cpu".into(),
+        ..TrainConfig::study(Arch::ResNet18)
+    }
+}
+
+fn tensors(path: &Path) -> HashMap<String, Tensor> {
+    candle_core::safetensors::load(path, &Device::Cpu).unwrap()
+}
+
+fn same(a: &Tensor, b: &Tensor) -> bool {
+    let a = a
+        .flatten_all()
+        .unwrap()
+        .to_dtype(DType::F64)
+        .unwrap()
+        .to_vec1::<f64>()
+        .unwrap();
+    let b = b
+        .flatten_all()
+        .unwrap()
+        .to_dtype(DType::F64)
+        .unwrap()
+        .to_vec1::<f64>()
+        .unwrap();
+    a == b
+}
+
+#[test]
+fn freeze_epoch_changes_only_fc_and_running_stats() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = train(
+        &cfg(1, 1),
+        &Tiny { poison_epoch: None },
+        dir.path(),
+        dir.path(),
+        &Progress::hidden(),
+    )
+    .unwrap();
+    assert_eq!(out.history.len(), 1);
+    assert_eq!(out.history[0].phase, "freeze");
+    assert_eq!(out.best_epoch, 1);
+
+    let initial = VarMap::new();
+    ResNet::new(
+        Arch::ResNet18,
+        NUM_CLASSES,
+        VarBuilder::from_varmap(&initial, DType::F32, &Device::Cpu),
+    )
+    .unwrap();
+    init_weights(&initial, Arch::ResNet18, 3).unwrap();
+    let trained = tensors(&dir.path().join("last.safetensors"));
+    assert_eq!(
+        trained["bn1.num_batches_tracked"]
+            .to_scalar::<i64>()
+            .unwrap(),
+        2
+    );
+    for (name, var) in crate::model::all_vars_sorted(&initial) {
+        let unchanged = same(var.as_tensor(), &trained[&name]);
+        let should_change = name.starts_with("fc.") || crate::model::is_running_stat(&name);
+        assert_eq!(unchanged, !should_change, "{name}");
+    }
+    assert_eq!(
+        history::read(&dir.path().join("history.csv"))
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(dir.path().join("best.safetensors").exists());
+    assert!(dir.path().join("train.json").exists());
+}
+
+#[test]
+fn nan_stops_and_resume_is_bit_identical_to_an_uninterrupted_run() {
+    let c = cfg(2, 1);
+    let full = tempfile::tempdir().unwrap();
+    let a = train(
+        &c,
+        &Tiny { poison_epoch: None },
+        full.path(),
+        full.path(),
+        &Progress::hidden(),
+    )
+    .unwrap();
+    assert_eq!(
+        a.history
+            .iter()
+            .map(|r| r.phase.as_str())
+            .collect::<Vec<_>>(),
+        ["freeze", "finetune"]
+    );
+
+    let work = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let err = train(
+        &c,
+        &Tiny {
+            poison_epoch: Some(1),
+        },
+        work.path(),
+        out.path(),
+        &Progress::hidden(),
+    )
+    .unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("epoch 2 step 1") && msg.contains("NaN"),
+        "{msg}"
+    );
+    assert_eq!(
+        history::read(&out.path().join("history.csv"))
+            .unwrap()
+            .len(),
+        1
+    );
+
+    let changed = TrainConfig {
+        lr: 0.02,
+        ..c.clone()
+    };
+    assert!(train(
+        &changed,
+        &Tiny { poison_epoch: None },
+        work.path(),
+        out.path(),
+        &Progress::hidden()
+    )
+    .is_err());
+
+    let b = train(
+        &c,
+        &Tiny { poison_epoch: None },
+        work.path(),
+        out.path(),
+        &Progress::hidden(),
+    )
+    .unwrap();
+    assert_eq!(b.resumed_from, Some(1));
+    let strip = |h: &[EpochRecord]| -> Vec<EpochRecord> {
+        h.iter()
+            .map(|r| EpochRecord {
+                seconds: 0.0,
+                ..r.clone()
+            })
+            .collect()
+    };
+    assert_eq!(strip(&a.history), strip(&b.history));
+    assert_eq!(
+        strip(&history::read(&out.path().join("history.csv")).unwrap()),
+        strip(&a.history)
+    );
+    let (ta, tb) = (
+        tensors(&full.path().join("last.safetensors")),
+        tensors(&out.path().join("last.safetensors")),
+    );
+    assert_eq!(ta.len(), tb.len());
+    for (name, t) in &ta {
+        assert!(same(t, &tb[name]), "{name} differs after resume");
+    }
+    // The fine-tuning epoch moved the backbone.
+    let first = tensors(&full.path().join("best.safetensors"));
+    assert!(a.best_epoch == 2 || !same(&first["conv1.weight"], &ta["conv1.weight"]));
+}
+
+#[test]
+fn nan_loss_stops_at_the_first_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = TrainConfig {
+        class_weights: [f32::NAN, 1.0, 1.0, 1.0, 1.0],
+        ..cfg(1, 1)
+    };
+    let err = train(
+        &c,
+        &Tiny { poison_epoch: None },
+        dir.path(),
+        dir.path(),
+        &Progress::hidden(),
+    )
+    .unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("loss is NaN at epoch 1 step 1") && msg.contains("no checkpoint"),
+        "{msg}"
+    );
+    assert!(!dir.path().join("checkpoint.safetensors").exists());
+}
+
+#[test]
+fn invalid_configs_are_rejected() {
+    assert!(cfg(2, 1).validate().is_ok());
+    assert!(TrainConfig::study(Arch::ResNet50).validate().is_ok());
+    assert!(cfg(1, 2).validate().is_err());
+    assert!(TrainConfig {
+        lr: 0.0,
+        ..cfg(1, 1)
+    }
+    .validate()
+    .is_err());
+    assert!(TrainConfig {
+        momentum: 0.0,
+        nesterov: true,
+        ..cfg(1, 1)
+    }
+    .validate()
+    .is_err());
+    assert!(TrainConfig {
+        label_smoothing: 1.0,
+        ..cfg(1, 1)
+    }
+    .validate()
+    .is_err());
+    let step0 = Schedule::Step {
+        step_epochs: 0,
+        gamma: 0.1,
+    };
+    assert!(TrainConfig {
+        schedule: step0,
+        ..cfg(1, 1)
+    }
+    .validate()
+    .is_err());
+}
