@@ -48,7 +48,11 @@ pub(super) fn accuracy(cells: &[CellResult], model: &str) -> Option<CurveFigure>
         .map(|(i, c)| {
             let best = best_epoch(&c.history);
             let label = match best {
-                Some((e, a)) => format!("{}  (best {}% @ {e})", c.name, Fmt::Percent.show(a)),
+                Some((e, a)) => format!(
+                    "{}\nbest test {}% at epoch {e}",
+                    c.name,
+                    Fmt::Percent.show(a)
+                ),
                 None => c.name.clone(),
             };
             Curve {
@@ -178,6 +182,15 @@ impl Draw for CurveFigure {
         let (plot_area, legend_area) = area.split_horizontally(w - lw);
 
         let x_range = 0.5..self.x_max as f64 + 0.5;
+        // Enough decimals to tell the ticks apart: 5 % steps need none, loss steps of 0.1 one.
+        let span = self.y_range.1 - self.y_range.0;
+        let prec = if span >= 10.0 {
+            0
+        } else if span >= 1.0 {
+            1
+        } else {
+            2
+        };
         let mut chart = ChartBuilder::on(&plot_area)
             .margin(12)
             .margin_right(24)
@@ -200,7 +213,7 @@ impl Draw for CurveFigure {
                     String::new()
                 }
             })
-            .y_label_formatter(&|y| format!("{y:.0}"))
+            .y_label_formatter(&|y| format!("{y:.prec$}"))
             .max_light_lines(1)
             .light_line_style(RGBColor(245, 245, 245))
             .bold_line_style(RGBColor(225, 225, 225))
