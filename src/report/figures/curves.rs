@@ -130,7 +130,8 @@ fn figure(
     y_desc: &'static str,
     y_range: (f64, f64),
 ) -> Option<CurveFigure> {
-    if curves.is_empty() || !(y_range.0 < y_range.1) {
+    // A NaN or empty range has nothing to show.
+    if curves.is_empty() || y_range.0.partial_cmp(&y_range.1) != Some(std::cmp::Ordering::Less) {
         return None;
     }
     let shown: Vec<&CellResult> = cells.iter().filter(|c| include(c)).collect();
