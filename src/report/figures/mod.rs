@@ -275,6 +275,7 @@ pub(super) enum Swatch {
     Line,
     Dashed,
     Block,
+    Dotted,
     /// An empty row separating groups of entries.
     None,
 }
@@ -309,6 +310,12 @@ pub(super) fn legend<DB: DrawingBackend>(
             Swatch::Block => area
                 .draw(&Rectangle::new([(12, y - 7), (34, y + 7)], c.filled()))
                 .de()?,
+            Swatch::Dotted => {
+                for x in [8, 15, 22, 29, 36] {
+                    area.draw(&Rectangle::new([(x, y - 1), (x + 2, y + 1)], c.filled()))
+                        .de()?;
+                }
+            }
             Swatch::None => {}
         }
         let mut lines = label.lines();
