@@ -139,6 +139,30 @@ fn render_demo_reports() {
     )];
     write_report("Demo: one cell, one epoch", &one, &root.join("one")).unwrap();
 
+    // A small evaluation-only run (no history) where grade 3 never occurs.
+    let labels = [0u8, 0, 0, 0, 1, 2, 2, 4];
+    let probs: Vec<[f32; 5]> = [0usize, 0, 2, 0, 0, 2, 1, 4]
+        .iter()
+        .map(|&p| {
+            let mut v = [0.05f32; 5];
+            v[p] = 0.8;
+            v
+        })
+        .collect();
+    let tiny = vec![CellResult {
+        name: "tiny-eval-only".into(),
+        params: vec![],
+        metrics: metrics::compute(&labels, &probs),
+        history: vec![],
+        model: "resnet18".into(),
+    }];
+    write_report(
+        "Demo: evaluation only, grade 3 absent",
+        &tiny,
+        &root.join("tiny"),
+    )
+    .unwrap();
+
     let long = vec![
         cell(
             "resnet50_pretrained-true_class-weights-inverse-frequency_lr-0.001_batch-16_seed-42",

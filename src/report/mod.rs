@@ -12,8 +12,10 @@
 mod figures;
 mod html;
 mod table;
+mod terminal;
 
-pub use table::{summary_frame, terminal_table};
+pub use table::summary_frame;
+pub use terminal::terminal_table;
 
 use crate::metrics::Metrics;
 use crate::train::EpochRecord;

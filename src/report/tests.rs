@@ -258,8 +258,22 @@ fn write_report_writes_every_listed_file_and_links_only_existing_ones() {
         if p.extension().is_some_and(|e| e == "png") {
             assert_png_drawn(p);
         }
+        if p.extension().is_some_and(|e| e == "svg") {
+            let svg = std::fs::read_to_string(p).unwrap();
+            assert!(
+                svg.starts_with("<svg") && svg.contains("<text"),
+                "{}",
+                p.display()
+            );
+        }
     }
     let html = std::fs::read_to_string(dir.path().join("index.html")).unwrap();
+    // Every PNG is shown once, with a caption; the guide explains the metrics.
+    let pngs = names.iter().filter(|n| n.ends_with(".png")).count();
+    assert_eq!(html.matches("<figure>").count(), pngs);
+    assert_eq!(html.matches("<figcaption>").count(), pngs);
+    assert!(html.contains("How to read this") && html.contains("QWK"));
+    assert!(!html.contains("http://") && !html.contains("https://"));
     assert!(html.contains("Test &lt;report&gt;"));
     let targets = links(&html);
     assert!(targets.len() >= 12);

@@ -97,7 +97,7 @@ impl Draw for ConfusionFigure<'_> {
 
         let value_style =
             |c: RGBColor| colored(font(18), c).pos(Pos::new(HPos::Center, VPos::Center));
-        for t in 0..5 {
+        for (t, grade) in GRADE_NAMES.iter().enumerate() {
             let present = m.support[t] > 0;
             for p in 0..5 {
                 let v = m.confusion_normalized[t][p];
@@ -127,7 +127,7 @@ impl Draw for ConfusionFigure<'_> {
                 root.draw_text(&text, &style, at).de()?;
             }
             // Grade names drawn by hand: plotters' ticks would not sit at the square centres.
-            let name = format!("{t} {}", GRADE_NAMES[t]);
+            let name = format!("{t} {grade}");
             let (px, py) = chart.backend_coord(&(0.0, t as f64 + 0.5));
             let left = font(14).pos(Pos::new(HPos::Right, VPos::Center));
             root.draw_text(&name, &left, (px - 8, py)).de()?;

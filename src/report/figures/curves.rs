@@ -36,6 +36,9 @@ pub(super) struct CurveFigure {
     y_range: (f64, f64),
     /// Where training switched phase (feature extraction -> fine-tuning), between epochs.
     boundaries: Vec<f64>,
+    /// The accuracy of always predicting the most frequent test grade (in %), when every
+    /// cell shown was tested on the same grades: the floor a model must beat.
+    baseline: Option<f64>,
 }
 
 /// Train and test accuracy (in %) of every cell of `model`; `None` when none has history.
@@ -48,7 +51,11 @@ pub(super) fn accuracy(cells: &[CellResult], model: &str) -> Option<CurveFigure>
         .map(|(i, c)| {
             let best = best_epoch(&c.history);
             let label = match best {
-                Some((e, a)) => format!("{}  (best {}% @ {e})", c.name, Fmt::Percent.show(a)),
+                Some((e, a)) => format!(
+                    "{}\nbest test {}% at epoch {e}",
+                    c.name,
+                    Fmt::Percent.show(a)
+                ),
                 None => c.name.clone(),
             };
             Curve {
@@ -60,10 +67,12 @@ pub(super) fn accuracy(cells: &[CellResult], model: &str) -> Option<CurveFigure>
             }
         })
         .collect();
+    let baseline = majority_baseline(cells.iter().filter(|c| c.model == model));
     let all = curves
         .iter()
         .flat_map(|c| c.test.iter().chain(&c.train))
-        .map(|p| p.1);
+        .map(|p| p.1)
+        .chain(baseline);
     let (lo, hi) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
         (l.min(v), h.max(v))
     });
@@ -75,7 +84,7 @@ pub(super) fn accuracy(cells: &[CellResult], model: &str) -> Option<CurveFigure>
         hi += 5.0;
     }
     let y_range = (lo.max(0.0), hi.min(100.0));
-    figure(
+    let mut fig = figure(
         cells,
         |c| c.model == model,
         curves,
@@ -83,7 +92,21 @@ pub(super) fn accuracy(cells: &[CellResult], model: &str) -> Option<CurveFigure>
         "solid = test, dashed = train, ring = best test epoch".into(),
         "accuracy (%)",
         y_range,
-    )
+    )?;
+    fig.baseline = baseline;
+    Some(fig)
+}
+
+/// Accuracy (in %) of always answering the most frequent grade, if all `cells` share one
+/// test set (same support per grade) that is not empty.
+fn majority_baseline<'a>(mut cells: impl Iterator<Item = &'a CellResult>) -> Option<f64> {
+    let first = cells.next()?.metrics.support;
+    if cells.any(|c| c.metrics.support != first) {
+        return None;
+    }
+    let n: usize = first.iter().sum();
+    let top = first.iter().copied().max()?;
+    (n > 0).then(|| top as f64 / n as f64 * 100.0)
 }
 
 /// Train and test loss of every cell; `None` when no cell has history.
@@ -126,7 +149,8 @@ fn figure(
     y_desc: &'static str,
     y_range: (f64, f64),
 ) -> Option<CurveFigure> {
-    if curves.is_empty() || !(y_range.0 < y_range.1) {
+    // A NaN or empty range has nothing to show.
+    if curves.is_empty() || y_range.0.partial_cmp(&y_range.1) != Some(std::cmp::Ordering::Less) {
         return None;
     }
     let shown: Vec<&CellResult> = cells.iter().filter(|c| include(c)).collect();
@@ -153,6 +177,7 @@ fn figure(
         x_max,
         y_range,
         boundaries,
+        baseline: None,
     })
 }
 
@@ -178,6 +203,15 @@ impl Draw for CurveFigure {
         let (plot_area, legend_area) = area.split_horizontally(w - lw);
 
         let x_range = 0.5..self.x_max as f64 + 0.5;
+        // Enough decimals to tell the ticks apart: 5 % steps need none, loss steps of 0.1 one.
+        let span = self.y_range.1 - self.y_range.0;
+        let prec = if span >= 10.0 {
+            0
+        } else if span >= 1.0 {
+            1
+        } else {
+            2
+        };
         let mut chart = ChartBuilder::on(&plot_area)
             .margin(12)
             .margin_right(24)
@@ -200,7 +234,7 @@ impl Draw for CurveFigure {
                     String::new()
                 }
             })
-            .y_label_formatter(&|y| format!("{y:.0}"))
+            .y_label_formatter(&|y| format!("{y:.prec$}"))
             .max_light_lines(1)
             .light_line_style(RGBColor(245, 245, 245))
             .bold_line_style(RGBColor(225, 225, 225))
@@ -221,6 +255,18 @@ impl Draw for CurveFigure {
             let (px, py) = chart.backend_coord(&(b, y1));
             let style = font(13).color(&MUTED);
             root.draw_text("fine-tuning →", &style, (px + 5, py + 4))
+                .de()?;
+        }
+
+        if let Some(b) = self.baseline {
+            let (x0, x1) = (0.5, self.x_max as f64 + 0.5);
+            chart
+                .draw_series(DashedLineSeries::new(
+                    [(x0, b), (x1, b)],
+                    2,
+                    4,
+                    MUTED.stroke_width(2),
+                ))
                 .de()?;
         }
 
@@ -263,8 +309,12 @@ impl Draw for CurveFigure {
         let mut entries = vec![
             ("test".to_string(), TEXT, Swatch::Line),
             ("train".to_string(), TEXT, Swatch::Dashed),
-            (String::new(), TEXT, Swatch::None),
         ];
+        if let Some(b) = self.baseline {
+            let label = format!("always the most frequent grade\n{b:.1}%: the floor to beat");
+            entries.push((label, MUTED, Swatch::Dotted));
+        }
+        entries.push((String::new(), TEXT, Swatch::None));
         entries.extend(c_entries(&self.curves));
         legend(&legend_area, 30, &entries)
     }
@@ -275,4 +325,34 @@ fn c_entries(curves: &[Curve]) -> Vec<(String, RGBColor, Swatch)> {
         .iter()
         .map(|c| (c.label.clone(), c.color, Swatch::Line))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::demo::cell;
+
+    #[test]
+    fn baseline_is_the_majority_share_of_a_shared_test_set() {
+        let a = cell("a", "m", &[], [0.9; 5], 2, 1);
+        let b = cell("b", "m", &[], [0.5; 5], 2, 2);
+        // The demo test set has 2580 of 3510 images in grade 0.
+        let expect = 2580.0 / 3510.0 * 100.0;
+        let got = majority_baseline([&a, &b].into_iter()).unwrap();
+        assert!((got - expect).abs() < 1e-9);
+        let mut other = b.clone();
+        other.metrics.support[0] -= 1;
+        assert_eq!(majority_baseline([&a, &other].into_iter()), None);
+        assert_eq!(majority_baseline(std::iter::empty()), None);
+    }
+
+    #[test]
+    fn no_history_means_no_curve_figure() {
+        let mut c = cell("a", "m", &[], [0.9; 5], 3, 1);
+        assert!(accuracy(std::slice::from_ref(&c), "m").is_some());
+        assert!(accuracy(std::slice::from_ref(&c), "other-model").is_none());
+        c.history.clear();
+        assert!(accuracy(std::slice::from_ref(&c), "m").is_none());
+        assert!(loss(std::slice::from_ref(&c)).is_none());
+    }
 }

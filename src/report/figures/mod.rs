@@ -209,6 +209,35 @@ pub(super) fn fit(text: &str, style: &TextStyle, max_px: u32) -> String {
     "…".into()
 }
 
+/// `text` broken into at most `max_lines` lines that fit `max_px`, preferring breaks after
+/// `-`, `_`, `,`, `=`, `/` or a space (cell names are built from such parts); the last line is
+/// shortened in the middle if the text still does not fit.
+pub(super) fn wrap(text: &str, style: &TextStyle, max_px: u32, max_lines: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut rest = text.trim();
+    while !rest.is_empty() && lines.len() + 1 < max_lines && text_width(rest, style) > max_px {
+        let mut cut = None;
+        let mut hard = None;
+        for (i, ch) in rest.char_indices() {
+            let end = i + ch.len_utf8();
+            if text_width(&rest[..end], style) > max_px {
+                break;
+            }
+            hard = Some(end);
+            if matches!(ch, '-' | '_' | ',' | '=' | '/' | ' ') {
+                cut = Some(end);
+            }
+        }
+        let Some(end) = cut.or(hard) else { break };
+        lines.push(rest[..end].trim_end().to_string());
+        rest = rest[end..].trim_start();
+    }
+    if !rest.is_empty() {
+        lines.push(fit(rest, style, max_px));
+    }
+    lines
+}
+
 /// The figure title, centred at the top; returns the area below it.
 pub(super) fn title<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
@@ -223,14 +252,19 @@ pub(super) fn title<DB: DrawingBackend>(
             text_anchor::VPos::Top,
         ))
     };
-    root.draw_text(&fit(text, &t, w - 40), &centred(&t), (w as i32 / 2, 12))
-        .de()?;
-    let mut used = 44;
+    // A long title (a cell name) wraps onto a second line rather than losing its middle.
+    let lines = wrap(text, &t, w - 40, 2);
+    let mut y = 12;
+    for line in &lines {
+        root.draw_text(line, &centred(&t), (w as i32 / 2, y)).de()?;
+        y += 28;
+    }
+    let mut used = y + 4;
     if let Some(sub) = subtitle {
-        let s = font(15).color(&MUTED);
-        root.draw_text(&fit(sub, &s, w - 40), &centred(&s), (w as i32 / 2, 42))
+        let s = colored(font(15), MUTED);
+        root.draw_text(&fit(sub, &s, w - 40), &centred(&s), (w as i32 / 2, y + 2))
             .de()?;
-        used = 66;
+        used = y + 26;
     }
     Ok(root.split_vertically(used).1)
 }
@@ -241,11 +275,14 @@ pub(super) enum Swatch {
     Line,
     Dashed,
     Block,
+    Dotted,
     /// An empty row separating groups of entries.
     None,
 }
 
-/// A vertical legend in `area` (a panel beside the chart), starting `top` pixels down.
+/// A vertical legend in `area` (a panel beside the chart), starting `top` pixels down. A
+/// label may hold a second line after `\n`, drawn smaller and muted (details such as the
+/// best epoch, so that the name keeps the full width).
 pub(super) fn legend<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     top: i32,
@@ -253,9 +290,10 @@ pub(super) fn legend<DB: DrawingBackend>(
 ) -> Result<()> {
     let (w, _) = area.dim_in_pixel();
     let style = font(15);
-    let row = 24;
-    for (i, (label, c, swatch)) in entries.iter().enumerate() {
-        let y = top + i as i32 * row;
+    let detail = colored(font(13), MUTED);
+    let left = text_anchor::Pos::new(text_anchor::HPos::Left, text_anchor::VPos::Center);
+    let mut y = top;
+    for (label, c, swatch) in entries {
         match swatch {
             Swatch::Line => area
                 .draw(&PathElement::new(vec![(8, y), (38, y)], c.stroke_width(3)))
@@ -272,11 +310,29 @@ pub(super) fn legend<DB: DrawingBackend>(
             Swatch::Block => area
                 .draw(&Rectangle::new([(12, y - 7), (34, y + 7)], c.filled()))
                 .de()?,
-            Swatch::None => continue,
+            Swatch::Dotted => {
+                for x in [8, 15, 22, 29, 36] {
+                    area.draw(&Rectangle::new([(x, y - 1), (x + 2, y + 1)], c.filled()))
+                        .de()?;
+                }
+            }
+            Swatch::None => {}
         }
-        let text = fit(label, &style, w.saturating_sub(56));
-        let pos = text_anchor::Pos::new(text_anchor::HPos::Left, text_anchor::VPos::Center);
-        area.draw_text(&text, &style.pos(pos), (46, y)).de()?;
+        let mut lines = label.lines();
+        let max = w.saturating_sub(56);
+        let name = wrap(lines.next().unwrap_or(""), &style, max, 3);
+        for (k, line) in name.iter().enumerate() {
+            if k > 0 {
+                y += 18;
+            }
+            area.draw_text(line, &style.pos(left), (46, y)).de()?;
+        }
+        for more in lines {
+            y += 17;
+            area.draw_text(&fit(more, &detail, max), &detail.pos(left), (46, y))
+                .de()?;
+        }
+        y += if label.contains('\n') { 30 } else { 24 };
     }
     Ok(())
 }
@@ -284,6 +340,9 @@ pub(super) fn legend<DB: DrawingBackend>(
 /// Legend panel width for these labels: wide enough for the longest, within bounds.
 pub(super) fn legend_width(labels: impl Iterator<Item = String>, total: u32) -> u32 {
     let style = font(15);
-    let longest = labels.map(|l| text_width(&l, &style)).max().unwrap_or(0);
+    let longest = labels
+        .flat_map(|l| l.lines().map(|s| text_width(s, &style)).collect::<Vec<_>>())
+        .max()
+        .unwrap_or(0);
     (longest + 70).clamp(160, total * 2 / 5)
 }

@@ -10,8 +10,8 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 pub(super) const CAPTION: &str = "Recall per true grade: the share of each grade's test images \
-    that the model graded correctly, one bar per cell. Always predicting grade 0 scores about \
-    73.5% accuracy with recall 0 on grades 1-4; class weighting trades grade-0 recall for the \
+    that the model graded correctly, one bar per cell. On the study's data always predicting \
+    grade 0 scores 73.5% accuracy with recall 0 on grades 1-4; class weighting trades grade-0 recall for the \
     rare grades.";
 
 pub(super) struct RecallFigure<'a> {
