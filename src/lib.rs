@@ -15,10 +15,10 @@ pub mod rng;
 pub mod train;
 
 pub use progress::Progress;
-pub mod spec;
 pub mod cache;
+pub mod cli;
 pub mod exec;
 pub mod plan;
-pub mod stages;
 pub mod reporter;
-
+pub mod spec;
+pub mod stages;

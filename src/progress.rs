@@ -28,7 +28,9 @@ impl Progress {
     }
 
     pub fn new(sink: impl Fn(ProgressUpdate) + Send + Sync + 'static) -> Self {
-        Progress { sink: Some(Arc::new(sink)) }
+        Progress {
+            sink: Some(Arc::new(sink)),
+        }
     }
 
     fn send(&self, update: ProgressUpdate) {
@@ -38,7 +40,10 @@ impl Progress {
     }
 
     pub fn start(&self, label: &str, total: u64) {
-        self.send(ProgressUpdate::Start { label: label.to_string(), total })
+        self.send(ProgressUpdate::Start {
+            label: label.to_string(),
+            total,
+        })
     }
 
     pub fn inc(&self, n: u64) {
@@ -56,6 +61,10 @@ impl Progress {
 
 impl std::fmt::Debug for Progress {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.sink.is_some() { "Progress" } else { "Progress(hidden)" })
+        f.write_str(if self.sink.is_some() {
+            "Progress"
+        } else {
+            "Progress(hidden)"
+        })
     }
 }

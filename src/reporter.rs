@@ -35,8 +35,17 @@ impl TerminalReporter {
                 None => i.stage.clone(),
             })
             .collect();
-        let target = if verbosity == Verbosity::Quiet { ProgressDrawTarget::hidden() } else { ProgressDrawTarget::stderr() };
-        TerminalReporter { labels, verbosity, multi: MultiProgress::with_draw_target(target), bars: Mutex::new(HashMap::new()) }
+        let target = if verbosity == Verbosity::Quiet {
+            ProgressDrawTarget::hidden()
+        } else {
+            ProgressDrawTarget::stderr()
+        };
+        TerminalReporter {
+            labels,
+            verbosity,
+            multi: MultiProgress::with_draw_target(target),
+            bars: Mutex::new(HashMap::new()),
+        }
     }
 
     fn line(&self, text: String) {
@@ -94,24 +103,48 @@ impl crate::exec::Listener for TerminalReporter {
                     self.line(format!("  cached   {}", self.labels[id]))
                 }
             }
-            Event::Reused { id } => self.line(format!("  reused   {} (built by another run)", self.labels[id])),
-            Event::Waiting { id } => self.line(format!("  waiting  {}: another drpipe run is building it", self.labels[id])),
+            Event::Reused { id } => self.line(format!(
+                "  reused   {} (built by another run)",
+                self.labels[id]
+            )),
+            Event::Waiting { id } => self.line(format!(
+                "  waiting  {}: another drpipe run is building it",
+                self.labels[id]
+            )),
             Event::Started { id, reasons } => {
-                let why = if self.verbosity == Verbosity::Verbose { format!(" ({})", reasons.join("; ")) } else { String::new() };
+                let why = if self.verbosity == Verbosity::Verbose {
+                    format!(" ({})", reasons.join("; "))
+                } else {
+                    String::new()
+                };
                 self.line(format!("  running  {}{why}", self.labels[id]))
             }
             Event::Progress { id, update } => self.on_progress(id, update),
-            Event::Finished { id, elapsed, summary } => {
+            Event::Finished {
+                id,
+                elapsed,
+                summary,
+            } => {
                 self.clear_bar(id);
-                self.line(format!("  ran      {} in {:.1}s: {summary}", self.labels[id], elapsed.as_secs_f64()))
+                self.line(format!(
+                    "  ran      {} in {:.1}s: {summary}",
+                    self.labels[id],
+                    elapsed.as_secs_f64()
+                ))
             }
             Event::Failed { id, error } => {
                 self.clear_bar(id);
-                let _ = self.multi.println(format!("  FAILED   {}: {error}", self.labels[id]));
+                let _ = self
+                    .multi
+                    .println(format!("  FAILED   {}: {error}", self.labels[id]));
             }
-            Event::Skipped { id, failed_upstream } => {
-                self.line(format!("  skipped  {} ({} failed)", self.labels[id], self.labels[failed_upstream]))
-            }
+            Event::Skipped {
+                id,
+                failed_upstream,
+            } => self.line(format!(
+                "  skipped  {} ({} failed)",
+                self.labels[id], self.labels[failed_upstream]
+            )),
         }
     }
 }

@@ -30,10 +30,19 @@ impl Stage for TestStage {
         if ctx.params.get("lr").and_then(|v| v.as_f64()) == Some(6.66) {
             anyhow::bail!("lr 6.66 is cursed");
         }
-        let upstream: Vec<String> = ctx.upstream.iter().map(|u| std::fs::read_to_string(u.dir.join("out.txt")).unwrap()).collect();
+        let upstream: Vec<String> = ctx
+            .upstream
+            .iter()
+            .map(|u| std::fs::read_to_string(u.dir.join("out.txt")).unwrap())
+            .collect();
         let text = format!("{}({:?})<-[{}]", self.name, ctx.params, upstream.join(","));
         std::fs::write(ctx.out.join("out.txt"), &text)?;
-        *self.runs.lock().unwrap().entry(self.name.to_string()).or_default() += 1;
+        *self
+            .runs
+            .lock()
+            .unwrap()
+            .entry(self.name.to_string())
+            .or_default() += 1;
         Ok(text.len().to_string())
     }
 }
@@ -42,7 +51,13 @@ fn registry(runs: &Runs, delay_ms: u64) -> Registry {
     Registry::new(
         ["gen", "fit", "eval", "summary"]
             .into_iter()
-            .map(|name| Box::new(TestStage { name, runs: runs.clone(), delay_ms }) as Box<dyn Stage>)
+            .map(|name| {
+                Box::new(TestStage {
+                    name,
+                    runs: runs.clone(),
+                    delay_ms,
+                }) as Box<dyn Stage>
+            })
             .collect(),
     )
 }
@@ -83,7 +98,10 @@ impl World {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("p.toml"), PIPELINE).unwrap();
         std::fs::write(dir.path().join("e.toml"), EXPERIMENT).unwrap();
-        World { dir, runs: Arc::new(Mutex::new(BTreeMap::new())) }
+        World {
+            dir,
+            runs: Arc::new(Mutex::new(BTreeMap::new())),
+        }
     }
 
     fn outputs(&self) -> PathBuf {
@@ -95,7 +113,17 @@ impl World {
         let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
         let exp = drpipe::spec::load(&self.dir.path().join("e.toml"), &sets, &reg.names()).unwrap();
         let store = Store::open(&self.outputs()).unwrap();
-        plan::build(&exp, &reg, &store, &FileHasher::in_memory(), &PlanOptions { force: &[], outputs: &self.outputs() }).unwrap()
+        plan::build(
+            &exp,
+            &reg,
+            &store,
+            &FileHasher::in_memory(),
+            &PlanOptions {
+                force: &[],
+                outputs: &self.outputs(),
+            },
+        )
+        .unwrap()
     }
 
     fn run(&self, sets: &[&str]) -> (Outcome, Vec<Event>) {
@@ -107,17 +135,45 @@ impl World {
     }
 }
 
-fn run_in(dir: &Path, outputs: &Path, runs: &Runs, sets: &[&str], delay_ms: u64) -> (Outcome, Vec<Event>) {
+fn run_in(
+    dir: &Path,
+    outputs: &Path,
+    runs: &Runs,
+    sets: &[&str],
+    delay_ms: u64,
+) -> (Outcome, Vec<Event>) {
     let reg = registry(runs, delay_ms);
     let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
     let exp = drpipe::spec::load(&dir.join("e.toml"), &sets, &reg.names()).unwrap();
     let store = Store::open(outputs).unwrap();
     let hasher = FileHasher::in_memory();
-    let p = plan::build(&exp, &reg, &store, &hasher, &PlanOptions { force: &[], outputs }).unwrap();
+    let p = plan::build(
+        &exp,
+        &reg,
+        &store,
+        &hasher,
+        &PlanOptions {
+            force: &[],
+            outputs,
+        },
+    )
+    .unwrap();
     let events = Arc::new(Mutex::new(Vec::new()));
     let sink = events.clone();
     let listener = Arc::new(move |e: Event| sink.lock().unwrap().push(e));
-    let outcome = exec::execute(&exp, &p, &reg, &store, &hasher, &ExecOptions { jobs: 2, force: &[], outputs }, listener);
+    let outcome = exec::execute(
+        &exp,
+        &p,
+        &reg,
+        &store,
+        &hasher,
+        &ExecOptions {
+            jobs: 2,
+            force: &[],
+            outputs,
+        },
+        listener,
+    );
     let events = events.lock().unwrap().clone();
     (outcome, events)
 }
@@ -127,7 +183,11 @@ fn counts(pairs: &[(&str, usize)]) -> BTreeMap<String, usize> {
 }
 
 fn reasons(p: &Plan) -> Vec<(String, Option<String>, String)> {
-    p.rows().into_iter().filter(|r| r.status == Status::Run).map(|r| (r.stage.to_string(), r.cell.map(String::from), r.reason)).collect()
+    p.rows()
+        .into_iter()
+        .filter(|r| r.status == Status::Run)
+        .map(|r| (r.stage.to_string(), r.cell.map(String::from), r.reason))
+        .collect()
 }
 
 #[test]
@@ -136,8 +196,15 @@ fn second_run_is_all_cached() {
     let (o, _) = w.run(&[]);
     assert_eq!((o.ran, o.cached, o.failed.len()), (6, 0, 0));
     // gen is shared by both cells: built once.
-    assert_eq!(w.take_runs(), counts(&[("eval", 2), ("fit", 2), ("gen", 1), ("summary", 1)]));
-    assert!(w.plan(&[]).instances.iter().all(|i| i.status == Status::Cached));
+    assert_eq!(
+        w.take_runs(),
+        counts(&[("eval", 2), ("fit", 2), ("gen", 1), ("summary", 1)])
+    );
+    assert!(w
+        .plan(&[])
+        .instances
+        .iter()
+        .all(|i| i.status == Status::Cached));
     let (o, _) = w.run(&[]);
     assert_eq!((o.ran, o.cached), (0, 6));
     assert!(w.take_runs().is_empty());
@@ -145,7 +212,9 @@ fn second_run_is_all_cached() {
     let view = w.outputs().join("experiments/e");
     assert!(view.join("cells/resnet18/fit/out.txt").is_file());
     assert!(view.join("cells/resnet50/gen/manifest.json").is_file());
-    assert!(std::fs::read_to_string(view.join("summary/out.txt")).unwrap().starts_with("summary"));
+    assert!(std::fs::read_to_string(view.join("summary/out.txt"))
+        .unwrap()
+        .starts_with("summary"));
 }
 
 #[test]
@@ -156,7 +225,12 @@ fn changing_one_matrix_value_reruns_only_that_cell_and_the_summary() {
     let sets = ["matrix.model=[\"resnet18\", \"resnet34\"]"];
     // resnet34 is not a model: the spec refuses it before anything runs.
     let reg = registry(&w.runs, 0);
-    let err = drpipe::spec::load(&w.dir.path().join("e.toml"), &[sets[0].to_string()], &reg.names()).unwrap_err();
+    let err = drpipe::spec::load(
+        &w.dir.path().join("e.toml"),
+        &[sets[0].to_string()],
+        &reg.names(),
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("resnet34"));
     let sets = ["lr=0.1", "matrix.model=[\"resnet18\"]", "matrix.seed=[0]"];
     let p = w.plan(&sets);
@@ -169,7 +243,10 @@ fn changing_one_matrix_value_reruns_only_that_cell_and_the_summary() {
     assert_eq!(fits.len(), 2, "{r:?}");
     let (o, _) = w.run(&["matrix.lr=[0.1, 0.2]"]);
     assert_eq!(o.failed.len(), 0);
-    assert_eq!(w.take_runs(), counts(&[("eval", 2), ("fit", 2), ("summary", 1)]));
+    assert_eq!(
+        w.take_runs(),
+        counts(&[("eval", 2), ("fit", 2), ("summary", 1)])
+    );
 }
 
 #[test]
@@ -179,11 +256,18 @@ fn plan_names_the_changed_param_and_upstream() {
     w.take_runs();
     let p = w.plan(&["lr=0.2"]);
     let r = reasons(&p);
-    let fit = r.iter().find(|(s, c, _)| s == "fit" && c.as_deref() == Some("resnet18")).unwrap();
+    let fit = r
+        .iter()
+        .find(|(s, c, _)| s == "fit" && c.as_deref() == Some("resnet18"))
+        .unwrap();
     assert_eq!(fit.2, "param lr changed: 0.1 -> 0.2");
     let eval = r.iter().find(|(s, _, _)| s == "eval").unwrap();
     assert_eq!(eval.2, "upstream fit changed");
-    assert!(r.iter().any(|(s, _, why)| s == "summary" && why.contains("upstream eval changed (2 entries)")), "{r:?}");
+    assert!(
+        r.iter()
+            .any(|(s, _, why)| s == "summary" && why.contains("upstream eval changed (2 entries)")),
+        "{r:?}"
+    );
     assert!(!r.iter().any(|(s, _, _)| s == "gen"));
 }
 
@@ -195,7 +279,14 @@ fn report_only_param_reruns_only_the_report_and_undeclared_params_change_nothing
     // `momentum` is declared by no test stage: nothing reruns.
     assert_eq!(w.plan(&["momentum=0.5"]).to_run(), 0);
     let p = w.plan(&["title=\"Class weights\""]);
-    assert_eq!(reasons(&p), vec![("summary".to_string(), None, "param title changed: \"\" -> \"Class weights\"".to_string())]);
+    assert_eq!(
+        reasons(&p),
+        vec![(
+            "summary".to_string(),
+            None,
+            "param title changed: \"\" -> \"Class weights\"".to_string()
+        )]
+    );
     w.run(&["title=\"Class weights\""]);
     assert_eq!(w.take_runs(), counts(&[("summary", 1)]));
 }
@@ -206,10 +297,21 @@ fn deleting_an_entry_reruns_it_and_only_what_it_feeds() {
     w.run(&[]);
     w.take_runs();
     let p = w.plan(&[]);
-    let fit = p.instances.iter().find(|i| i.stage == "fit" && i.cells == ["resnet50"]).unwrap();
+    let fit = p
+        .instances
+        .iter()
+        .find(|i| i.stage == "fit" && i.cells == ["resnet50"])
+        .unwrap();
     std::fs::remove_dir_all(w.outputs().join("cache/fit").join(&fit.key)).unwrap();
     let p = w.plan(&[]);
-    assert_eq!(reasons(&p), vec![("fit".to_string(), Some("resnet50".to_string()), "cache entry was deleted".to_string())]);
+    assert_eq!(
+        reasons(&p),
+        vec![(
+            "fit".to_string(),
+            Some("resnet50".to_string()),
+            "cache entry was deleted".to_string()
+        )]
+    );
     w.run(&[]);
     // Same inputs, same key: its dependents' keys are unchanged, so they stay cached.
     assert_eq!(w.take_runs(), counts(&[("fit", 1)]));
@@ -225,14 +327,25 @@ fn two_overlapping_runs_build_each_entry_once() {
             std::thread::spawn(move || run_in(&dir, &out, &runs, &[], 150))
         })
         .collect();
-    let results: Vec<(Outcome, Vec<Event>)> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let results: Vec<(Outcome, Vec<Event>)> =
+        handles.into_iter().map(|h| h.join().unwrap()).collect();
     for (o, _) in &results {
         assert!(o.failed.is_empty(), "{:?}", o.failed);
         assert_eq!(o.ran + o.cached, 6);
     }
-    assert_eq!(results.iter().map(|(o, _)| o.ran).sum::<usize>(), 6, "each entry built exactly once");
-    assert_eq!(w.take_runs(), counts(&[("eval", 2), ("fit", 2), ("gen", 1), ("summary", 1)]));
-    let waited = results.iter().flat_map(|(_, e)| e).any(|e| matches!(e, Event::Waiting { .. }));
+    assert_eq!(
+        results.iter().map(|(o, _)| o.ran).sum::<usize>(),
+        6,
+        "each entry built exactly once"
+    );
+    assert_eq!(
+        w.take_runs(),
+        counts(&[("eval", 2), ("fit", 2), ("gen", 1), ("summary", 1)])
+    );
+    let waited = results
+        .iter()
+        .flat_map(|(_, e)| e)
+        .any(|e| matches!(e, Event::Waiting { .. }));
     assert!(waited, "one run must have waited on the other's lock");
 }
 
@@ -241,12 +354,30 @@ fn a_failing_cell_keeps_the_others_and_reruns_alone_later() {
     let w = World::new();
     let (o, events) = w.run(&["matrix.lr=[0.1, 6.66]", "matrix.model=[\"resnet18\"]"]);
     assert_eq!(o.failed.len(), 1);
-    assert!(o.failed[0].1.contains("lr 6.66 is cursed"), "{:?}", o.failed);
+    assert!(
+        o.failed[0].1.contains("lr 6.66 is cursed"),
+        "{:?}",
+        o.failed
+    );
     // Its eval and the summary are skipped; the good cell completes.
     assert_eq!(o.skipped, 2);
     assert!(events.iter().any(|e| matches!(e, Event::Skipped { .. })));
-    assert_eq!(w.take_runs(), counts(&[("eval", 1), ("fit", 1), ("gen", 1)]));
-    assert!(!w.outputs().join("cache/fit").read_dir().unwrap().flatten().any(|e| e.file_name().to_string_lossy().ends_with(".partial")), "no half-written entry");
+    assert_eq!(
+        w.take_runs(),
+        counts(&[("eval", 1), ("fit", 1), ("gen", 1)])
+    );
+    assert!(
+        !w.outputs()
+            .join("cache/fit")
+            .read_dir()
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().ends_with(".partial")),
+        "no half-written entry"
+    );
     w.run(&["matrix.lr=[0.1, 0.5]", "matrix.model=[\"resnet18\"]"]);
-    assert_eq!(w.take_runs(), counts(&[("eval", 1), ("fit", 1), ("summary", 1)]));
+    assert_eq!(
+        w.take_runs(),
+        counts(&[("eval", 1), ("fit", 1), ("summary", 1)])
+    );
 }

@@ -30,16 +30,22 @@ fn stamp(path: &Path) -> std::io::Result<Stamp> {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
-    Ok(Stamp { size: meta.len(), mtime_ns })
+    Ok(Stamp {
+        size: meta.len(),
+        mtime_ns,
+    })
 }
 
 /// blake3 of a file's bytes, hex.
 pub fn hash_file(path: &Path) -> Result<String> {
-    let mut f = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut f =
+        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut hasher = blake3::Hasher::new();
     let mut buf = vec![0u8; 1 << 16];
     loop {
-        let n = f.read(&mut buf).with_context(|| format!("cannot read {}", path.display()))?;
+        let n = f
+            .read(&mut buf)
+            .with_context(|| format!("cannot read {}", path.display()))?;
         if n == 0 {
             break;
         }
@@ -51,7 +57,11 @@ pub fn hash_file(path: &Path) -> Result<String> {
 impl FileHasher {
     /// A hasher without a persistent memo (tests, one-off commands).
     pub fn in_memory() -> FileHasher {
-        FileHasher { memo_path: None, memo: Mutex::new(HashMap::new()), reads: AtomicUsize::new(0) }
+        FileHasher {
+            memo_path: None,
+            memo: Mutex::new(HashMap::new()),
+            reads: AtomicUsize::new(0),
+        }
     }
 
     /// Load the memo from `path` (a missing or damaged memo is just empty: it is only a cache).
@@ -62,12 +72,19 @@ impl FileHasher {
                 let f: Vec<&str> = line.split('\t').collect();
                 if let [p, size, mtime, hash] = f[..] {
                     if let (Ok(size), Ok(mtime_ns)) = (size.parse(), mtime.parse()) {
-                        memo.insert(PathBuf::from(p), (Stamp { size, mtime_ns }, hash.to_string()));
+                        memo.insert(
+                            PathBuf::from(p),
+                            (Stamp { size, mtime_ns }, hash.to_string()),
+                        );
                     }
                 }
             }
         }
-        FileHasher { memo_path: Some(path.to_path_buf()), memo: Mutex::new(memo), reads: AtomicUsize::new(0) }
+        FileHasher {
+            memo_path: Some(path.to_path_buf()),
+            memo: Mutex::new(memo),
+            reads: AtomicUsize::new(0),
+        }
     }
 
     pub fn reads(&self) -> usize {
@@ -85,19 +102,27 @@ impl FileHasher {
         }
         let hash = hash_file(&abs)?;
         self.reads.fetch_add(1, Ordering::Relaxed);
-        self.memo.lock().expect("memo lock").insert(abs, (st, hash.clone()));
+        self.memo
+            .lock()
+            .expect("memo lock")
+            .insert(abs, (st, hash.clone()));
         Ok(hash)
     }
 
     /// Hash many files in parallel; a missing file hashes to "missing" (the audit reports it).
     pub fn hash_all(&self, paths: &[PathBuf]) -> Vec<String> {
-        paths.par_iter().map(|p| self.hash(p).unwrap_or_else(|_| "missing".to_string())).collect()
+        paths
+            .par_iter()
+            .map(|p| self.hash(p).unwrap_or_else(|_| "missing".to_string()))
+            .collect()
     }
 
     /// Persist the memo (atomically; concurrent runs may overwrite each other's additions,
     /// which only costs a re-hash later).
     pub fn save(&self) -> Result<()> {
-        let Some(path) = &self.memo_path else { return Ok(()) };
+        let Some(path) = &self.memo_path else {
+            return Ok(());
+        };
         let memo = self.memo.lock().expect("memo lock");
         let mut text = String::with_capacity(memo.len() * 120);
         for (p, (st, hash)) in memo.iter() {
@@ -130,7 +155,10 @@ mod tests {
         assert_eq!(h.reads(), 0, "unchanged file must come from the memo");
 
         std::fs::write(&a, b"two!").unwrap(); // size changes, so the stamp does too
-        assert_eq!(h.hash(&a).unwrap(), blake3::hash(b"two!").to_hex().to_string());
+        assert_eq!(
+            h.hash(&a).unwrap(),
+            blake3::hash(b"two!").to_hex().to_string()
+        );
         assert_eq!(h.reads(), 1);
         assert_eq!(h.hash_all(&[dir.path().join("nope")]), ["missing"]);
     }

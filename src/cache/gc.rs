@@ -15,7 +15,9 @@ pub struct GcReport {
 }
 
 pub fn dir_size(path: &Path) -> u64 {
-    let Ok(meta) = std::fs::symlink_metadata(path) else { return 0 };
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return 0;
+    };
     if !meta.is_dir() {
         return meta.len();
     }
@@ -47,7 +49,11 @@ pub fn collect(store: &Store, keep: &HashSet<(String, String)>, dry_run: bool) -
             continue;
         }
         let lock_path = store.root().join(&stage).join(format!(".{key}.lock"));
-        let busy = std::fs::File::options().write(true).open(&lock_path).map(|f| f.try_lock().is_err()).unwrap_or(false);
+        let busy = std::fs::File::options()
+            .write(true)
+            .open(&lock_path)
+            .map(|f| f.try_lock().is_err())
+            .unwrap_or(false);
         if busy {
             continue;
         }
@@ -56,7 +62,9 @@ pub fn collect(store: &Store, keep: &HashSet<(String, String)>, dry_run: bool) -
             std::fs::remove_dir_all(&dir)?;
         }
         report.freed_bytes += bytes;
-        report.removed.push((stage, format!("{key} (unfinished)"), bytes));
+        report
+            .removed
+            .push((stage, format!("{key} (unfinished)"), bytes));
     }
     Ok(report)
 }
@@ -69,8 +77,15 @@ fn partials(store: &Store) -> Result<Vec<(String, String, PathBuf)>> {
         }
         for e in std::fs::read_dir(stage.path())?.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if let Some(key) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".partial")) {
-                out.push((stage.file_name().to_string_lossy().into_owned(), key.to_string(), e.path()));
+            if let Some(key) = name
+                .strip_prefix('.')
+                .and_then(|n| n.strip_suffix(".partial"))
+            {
+                out.push((
+                    stage.file_name().to_string_lossy().into_owned(),
+                    key.to_string(),
+                    e.path(),
+                ));
             }
         }
     }
@@ -89,7 +104,9 @@ mod tests {
         for key in ["keep", "drop"] {
             std::fs::create_dir_all(store.partial_dir("train", key)).unwrap();
             std::fs::write(store.partial_dir("train", key).join("w"), vec![0u8; 1000]).unwrap();
-            store.commit("train", key, &Manifest::for_test("train", key)).unwrap();
+            store
+                .commit("train", key, &Manifest::for_test("train", key))
+                .unwrap();
         }
         let keep = HashSet::from([("train".to_string(), "keep".to_string())]);
         let dry = collect(&store, &keep, true).unwrap();

@@ -22,7 +22,8 @@ impl EntryLock {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
                 on_wait();
-                file.lock().with_context(|| format!("cannot lock {}", path.display()))?;
+                file.lock()
+                    .with_context(|| format!("cannot lock {}", path.display()))?;
             }
             Err(TryLockError::Error(e)) => {
                 return Err(e).with_context(|| format!("cannot lock {}", path.display()))
@@ -49,7 +50,10 @@ mod tests {
             let _second = EntryLock::acquire(&p, || w.store(true, Ordering::SeqCst)).unwrap();
         });
         std::thread::sleep(std::time::Duration::from_millis(100));
-        assert!(!t.is_finished(), "second lock must block while the first is held");
+        assert!(
+            !t.is_finished(),
+            "second lock must block while the first is held"
+        );
         drop(first);
         t.join().unwrap();
         assert!(waited.load(Ordering::SeqCst));

@@ -36,7 +36,8 @@ impl Store {
     /// Open (creating if needed) the store under `outputs/cache`.
     pub fn open(outputs: &Path) -> Result<Store> {
         let root = outputs.join("cache");
-        std::fs::create_dir_all(&root).with_context(|| format!("cannot create {}", root.display()))?;
+        std::fs::create_dir_all(&root)
+            .with_context(|| format!("cannot create {}", root.display()))?;
         let version = root.join("VERSION");
         match std::fs::read_to_string(&version) {
             Ok(v) if v.trim() == LAYOUT_VERSION => {}
@@ -148,7 +149,10 @@ mod tests {
         let partial = store.partial_dir("train", "abc");
         std::fs::create_dir_all(&partial).unwrap();
         std::fs::write(partial.join("w.bin"), b"1").unwrap();
-        assert!(!store.exists("train", "abc"), "a partial entry is not an entry");
+        assert!(
+            !store.exists("train", "abc"),
+            "a partial entry is not an entry"
+        );
         let m = Manifest::for_test("train", "abc");
         let entry = store.commit("train", "abc", &m).unwrap();
         assert!(store.exists("train", "abc"));

@@ -224,7 +224,7 @@ fn audit_one(
     split: &str,
     repaired_dir: &Path,
     memo: &Memo,
-    hash_of: &HashFn,
+    hash_of: &HashFn<'_>,
     decoded: &AtomicUsize,
 ) -> AuditRecord {
     let mut rec = AuditRecord {
@@ -308,7 +308,7 @@ fn with_reason(mut rec: AuditRecord, reason: impl Into<String>) -> AuditRecord {
     rec
 }
 
-type HashFn = dyn Fn(&Path) -> Result<String> + Sync;
+type HashFn<'a> = dyn Fn(&Path) -> Result<String> + Sync + 'a;
 
 /// Audits `train` then `test`, writes `out_dir/audit.csv` and repaired copies under
 /// `out_dir/repaired/`. Errors only when `out_dir` cannot be written; bad images are verdicts.
@@ -318,7 +318,7 @@ pub fn audit(
     out_dir: &Path,
     memo_dir: &Path,
     min_size: u32,
-    hash_of: &HashFn,
+    hash_of: &HashFn<'_>,
     progress: &Progress,
 ) -> Result<AuditReport> {
     let repaired_dir = out_dir.join("repaired");

@@ -159,6 +159,20 @@ pub fn write_raw(out_dir: &Path, size: u32, preprocess: Preprocess, pixels: &[u8
     Ok(())
 }
 
+/// Decode one image and resize/crop/preprocess it exactly as [`build`] does, for grading
+/// single files (`drpipe predict`).
+pub fn decode_square(path: &Path, size: u32, preprocess: Preprocess) -> Result<Vec<u8>> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let img =
+        jpeg::decode_rgb(&bytes).map_err(|e| anyhow!("cannot decode {} ({e})", path.display()))?;
+    let mut out = vec![0u8; size as usize * size as usize * 3];
+    resize_square(&mut Resizer::new(), &img, size, &mut out)?;
+    if preprocess == Preprocess::Graham {
+        graham(&mut out, size as usize);
+    }
+    Ok(out)
+}
+
 /// Resize the short side to `size` and centre-crop, in one resample.
 fn resize_square(
     resizer: &mut Resizer,

@@ -7,17 +7,39 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     /// The instance's entry exists: nothing to do.
-    Cached { id: usize },
+    Cached {
+        id: usize,
+    },
     /// Another process is building this entry; we wait for it.
-    Waiting { id: usize },
+    Waiting {
+        id: usize,
+    },
     /// Another process built it while we waited: reused, not rebuilt.
-    Reused { id: usize },
-    Started { id: usize, reasons: Vec<String> },
-    Progress { id: usize, update: ProgressUpdate },
-    Finished { id: usize, elapsed: Duration, summary: String },
-    Failed { id: usize, error: String },
+    Reused {
+        id: usize,
+    },
+    Started {
+        id: usize,
+        reasons: Vec<String>,
+    },
+    Progress {
+        id: usize,
+        update: ProgressUpdate,
+    },
+    Finished {
+        id: usize,
+        elapsed: Duration,
+        summary: String,
+    },
+    Failed {
+        id: usize,
+        error: String,
+    },
     /// Not run because an upstream instance failed.
-    Skipped { id: usize, failed_upstream: usize },
+    Skipped {
+        id: usize,
+        failed_upstream: usize,
+    },
 }
 
 /// Something that receives events; shared across executor threads.

@@ -58,7 +58,15 @@ pub fn execute(
     opts: &ExecOptions,
     listener: Arc<dyn Listener>,
 ) -> Outcome {
-    let shared = Shared { exp, plan, registry, store, hasher, opts, listener };
+    let shared = Shared {
+        exp,
+        plan,
+        registry,
+        store,
+        hasher,
+        opts,
+        listener,
+    };
     let n = plan.instances.len();
     let states = Mutex::new((vec![State::Pending; n], Outcome::default()));
     let wake = Condvar::new();
@@ -80,14 +88,27 @@ fn worker(shared: &Shared, states: &Mutex<(Vec<State>, Outcome)>, wake: &Condvar
                 // Skip instances whose upstream failed (transitively, as ids are topological).
                 for i in 0..st.len() {
                     if st[i] == State::Pending {
-                        if let Some(&(bad, _)) = instances[i].upstream.iter().find(|(u, _)| st[*u] == State::Failed) {
+                        if let Some(&(bad, _)) = instances[i]
+                            .upstream
+                            .iter()
+                            .find(|(u, _)| st[*u] == State::Failed)
+                        {
                             st[i] = State::Failed;
                             outcome.skipped += 1;
-                            shared.listener.event(Event::Skipped { id: i, failed_upstream: bad });
+                            shared.listener.event(Event::Skipped {
+                                id: i,
+                                failed_upstream: bad,
+                            });
                         }
                     }
                 }
-                let ready = (0..st.len()).find(|&i| st[i] == State::Pending && instances[i].upstream.iter().all(|(u, _)| st[*u] == State::Done));
+                let ready = (0..st.len()).find(|&i| {
+                    st[i] == State::Pending
+                        && instances[i]
+                            .upstream
+                            .iter()
+                            .all(|(u, _)| st[*u] == State::Done)
+                });
                 if let Some(i) = ready {
                     st[i] = State::Running;
                     break Some(i);
@@ -108,12 +129,19 @@ fn worker(shared: &Shared, states: &Mutex<(Vec<State>, Outcome)>, wake: &Condvar
         match result {
             Ok(ran) => {
                 st[id] = State::Done;
-                if ran { outcome.ran += 1 } else { outcome.cached += 1 }
+                if ran {
+                    outcome.ran += 1
+                } else {
+                    outcome.cached += 1
+                }
             }
             Err(e) => {
                 st[id] = State::Failed;
                 let msg = format!("{e:#}");
-                shared.listener.event(Event::Failed { id, error: msg.clone() });
+                shared.listener.event(Event::Failed {
+                    id,
+                    error: msg.clone(),
+                });
                 outcome.failed.push((id, msg));
             }
         }
@@ -132,20 +160,28 @@ fn run_one(shared: &Shared, inst: &Instance) -> Result<bool> {
         return Ok(false);
     }
     let listener = shared.listener.clone();
-    let _lock = store.lock(&inst.stage, &inst.key, || listener.event(Event::Waiting { id: inst.id }))?;
+    let _lock = store.lock(&inst.stage, &inst.key, || {
+        listener.event(Event::Waiting { id: inst.id })
+    })?;
     if store.exists(&inst.stage, &inst.key) && !forced {
         // Built by another process while we waited (or between plan and run).
         shared.listener.event(Event::Reused { id: inst.id });
         update_view(shared, inst)?;
         return Ok(false);
     }
-    let stage = shared.registry.get(&inst.uses).ok_or_else(|| anyhow!("no stage implementation `{}`", inst.uses))?;
+    let stage = shared
+        .registry
+        .get(&inst.uses)
+        .ok_or_else(|| anyhow!("no stage implementation `{}`", inst.uses))?;
     let partial = store.partial_dir(&inst.stage, &inst.key);
     if !inst.resumable && partial.exists() {
         std::fs::remove_dir_all(&partial)?;
     }
     std::fs::create_dir_all(&partial)?;
-    shared.listener.event(Event::Started { id: inst.id, reasons: inst.reasons.clone() });
+    shared.listener.event(Event::Started {
+        id: inst.id,
+        reasons: inst.reasons.clone(),
+    });
     let upstream = inst
         .upstream
         .iter()
@@ -156,7 +192,12 @@ fn run_one(shared: &Shared, inst: &Instance) -> Result<bool> {
                 .and_then(|c| shared.exp.cells.iter().find(|x| &x.name == c))
                 .map(|c| c.varying.clone())
                 .unwrap_or_default();
-            Upstream { stage: up.stage.clone(), cell: cell.clone(), varying, dir: store.entry_dir(&up.stage, &up.key) }
+            Upstream {
+                stage: up.stage.clone(),
+                cell: cell.clone(),
+                varying,
+                dir: store.entry_dir(&up.stage, &up.key),
+            }
         })
         .collect();
     let (id, listener) = (inst.id, shared.listener.clone());
@@ -176,8 +217,15 @@ fn run_one(shared: &Shared, inst: &Instance) -> Result<bool> {
     let clock = Instant::now();
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| stage.run(&ctx)))
         .unwrap_or_else(|panic| {
-            let msg = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
-            Err(anyhow!("stage `{}` panicked: {}", inst.stage, msg.unwrap_or_default()))
+            let msg = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
+            Err(anyhow!(
+                "stage `{}` panicked: {}",
+                inst.stage,
+                msg.unwrap_or_default()
+            ))
         });
     let summary = match result {
         Ok(s) => s,
@@ -205,7 +253,11 @@ fn run_one(shared: &Shared, inst: &Instance) -> Result<bool> {
         summary: summary.clone(),
     };
     store.commit(&inst.stage, &inst.key, &m)?;
-    shared.listener.event(Event::Finished { id: inst.id, elapsed: clock.elapsed(), summary });
+    shared.listener.event(Event::Finished {
+        id: inst.id,
+        elapsed: clock.elapsed(),
+        summary,
+    });
     update_view(shared, inst)?;
     Ok(true)
 }
@@ -216,6 +268,8 @@ fn update_view(shared: &Shared, inst: &Instance) -> Result<()> {
     if inst.scope == Scope::Experiment {
         view::link(&view_link(&view, &inst.stage, None), &entry)
     } else {
-        inst.cells.iter().try_for_each(|c| view::link(&view_link(&view, &inst.stage, Some(c)), &entry))
+        inst.cells
+            .iter()
+            .try_for_each(|c| view::link(&view_link(&view, &inst.stage, Some(c)), &entry))
     }
 }

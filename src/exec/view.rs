@@ -8,12 +8,18 @@ use std::path::{Component, Path, PathBuf};
 /// Point `link` at `target` (atomically: a new link renamed over the old one).
 pub fn link(link: &Path, target: &Path) -> Result<()> {
     let parent = link.parent().context("view link has a parent")?;
-    std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    std::fs::create_dir_all(parent)
+        .with_context(|| format!("cannot create {}", parent.display()))?;
     let rel = relative(parent, target);
-    let tmp = parent.join(format!(".{}.tmp{}", link.file_name().unwrap_or_default().to_string_lossy(), std::process::id()));
+    let tmp = parent.join(format!(
+        ".{}.tmp{}",
+        link.file_name().unwrap_or_default().to_string_lossy(),
+        std::process::id()
+    ));
     let _ = std::fs::remove_file(&tmp);
     #[cfg(unix)]
-    std::os::unix::fs::symlink(&rel, &tmp).with_context(|| format!("cannot create link {}", tmp.display()))?;
+    std::os::unix::fs::symlink(&rel, &tmp)
+        .with_context(|| format!("cannot create link {}", tmp.display()))?;
     #[cfg(not(unix))]
     std::fs::write(&tmp, rel.display().to_string())?;
     if link.is_dir() && !link.is_symlink() {
@@ -68,7 +74,10 @@ mod tests {
         std::fs::write(b.join("f"), "b").unwrap();
         let l = dir.path().join("experiments/e/cells/c/train");
         link(&l, &a).unwrap();
-        assert_eq!(std::fs::read_link(&l).unwrap(), PathBuf::from("../../../../cache/train/k1"));
+        assert_eq!(
+            std::fs::read_link(&l).unwrap(),
+            PathBuf::from("../../../../cache/train/k1")
+        );
         link(&l, &b).unwrap();
         assert_eq!(std::fs::read_to_string(l.join("f")).unwrap(), "b");
     }

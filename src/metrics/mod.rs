@@ -134,7 +134,8 @@ pub fn compute(labels: &[u8], probs: &[[f32; 5]]) -> Metrics {
     }
 }
 
-fn argmax(p: &[f32; 5]) -> u8 {
+/// The predicted grade: the first maximum; NaN never wins.
+pub fn argmax(p: &[f32; 5]) -> u8 {
     let mut best = 0;
     for c in 1..K {
         // `>` keeps the first maximum; NaN compares false and so never wins, and a NaN in

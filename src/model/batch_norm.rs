@@ -63,11 +63,21 @@ impl BatchNorm {
                 x.shape()
             )
         }
-        let mean = x.mean_keepdim((0, 2, 3))?;
-        let centred = x.broadcast_sub(&mean)?;
-        let var = centred.sqr()?.mean_keepdim((0, 2, 3))?;
-        let scale = weight.broadcast_div(&(&var + BN_EPS)?.sqrt()?)?;
-        let y = centred.broadcast_mul(&scale)?.broadcast_add(&bias)?;
+        // Statistics in f64, like PyTorch's CPU kernels (acc_type<float> is double): an f32
+        // sum over B*H*W values loses enough precision to make training drift from PyTorch's.
+        let x64 = x.to_dtype(candle_core::DType::F64)?;
+        let mean64 = x64.mean_keepdim((0, 2, 3))?;
+        let centred64 = x64.broadcast_sub(&mean64)?;
+        let var64 = centred64.sqr()?.mean_keepdim((0, 2, 3))?;
+        let mean = mean64.to_dtype(x.dtype())?;
+        let var = var64.to_dtype(x.dtype())?;
+        let scale64 = weight
+            .to_dtype(candle_core::DType::F64)?
+            .broadcast_div(&(&var64 + BN_EPS)?.sqrt()?)?;
+        let y = centred64
+            .broadcast_mul(&scale64)?
+            .to_dtype(x.dtype())?
+            .broadcast_add(&bias)?;
 
         let m = BN_MOMENTUM;
         let batch_mean = mean.detach().flatten_all()?;

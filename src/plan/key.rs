@@ -49,7 +49,10 @@ mod tests {
     use super::*;
 
     fn params(pairs: &[(&str, Json)]) -> BTreeMap<String, Json> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
     }
 
     #[test]
@@ -58,11 +61,35 @@ mod tests {
         let up = BTreeMap::from([("audit".to_string(), "k1".to_string())]);
         let base = cache_key("train", "train", 1, &p, &up, "d");
         assert_eq!(base.len(), KEY_HEX);
-        assert_eq!(base, cache_key("train", "train", 1, &p, &up, "d"), "deterministic");
+        assert_eq!(
+            base,
+            cache_key("train", "train", 1, &p, &up, "d"),
+            "deterministic"
+        );
         assert_ne!(base, cache_key("train", "train", 2, &p, &up, "d"));
         assert_ne!(base, cache_key("fit", "train", 1, &p, &up, "d"));
-        assert_ne!(base, cache_key("train", "train", 1, &params(&[("lr", json!(0.01)), ("model", json!("resnet18"))]), &up, "d"));
-        assert_ne!(base, cache_key("train", "train", 1, &p, &BTreeMap::from([("audit".to_string(), "k2".to_string())]), "d"));
+        assert_ne!(
+            base,
+            cache_key(
+                "train",
+                "train",
+                1,
+                &params(&[("lr", json!(0.01)), ("model", json!("resnet18"))]),
+                &up,
+                "d"
+            )
+        );
+        assert_ne!(
+            base,
+            cache_key(
+                "train",
+                "train",
+                1,
+                &p,
+                &BTreeMap::from([("audit".to_string(), "k2".to_string())]),
+                "d"
+            )
+        );
         assert_ne!(base, cache_key("train", "train", 1, &p, &up, "e"));
         // Insertion order of parameters does not matter.
         let mut q = BTreeMap::new();

@@ -80,18 +80,39 @@ pub struct PlanOptions<'a> {
     pub outputs: &'a Path,
 }
 
-pub fn build(exp: &Experiment, registry: &Registry, store: &Store, hasher: &FileHasher, opts: &PlanOptions) -> Result<Plan> {
+pub fn build(
+    exp: &Experiment,
+    registry: &Registry,
+    store: &Store,
+    hasher: &FileHasher,
+    opts: &PlanOptions,
+) -> Result<Plan> {
     for f in opts.force {
         if exp.pipeline.stage(f).is_none() {
-            let names: Vec<_> = exp.pipeline.stages.iter().map(|s| s.name.as_str()).collect();
-            anyhow::bail!("--force {f}: no stage `{f}` in {} (stages: {})", exp.pipeline.path.display(), names.join(", "));
+            let names: Vec<_> = exp
+                .pipeline
+                .stages
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect();
+            anyhow::bail!(
+                "--force {f}: no stage `{f}` in {} (stages: {})",
+                exp.pipeline.path.display(),
+                names.join(", ")
+            );
         }
     }
     let view = view_dir(opts.outputs, &exp.name);
-    let mut plan = Plan { experiment: exp.name.clone(), instances: Vec::new(), by_cell: BTreeMap::new() };
+    let mut plan = Plan {
+        experiment: exp.name.clone(),
+        instances: Vec::new(),
+        by_cell: BTreeMap::new(),
+    };
     let mut input_cache: BTreeMap<String, Vec<(PathBuf, String)>> = BTreeMap::new();
     for decl in &exp.pipeline.stages {
-        let stage = registry.get(&decl.uses).ok_or_else(|| anyhow!("no stage implementation `{}`", decl.uses))?;
+        let stage = registry
+            .get(&decl.uses)
+            .ok_or_else(|| anyhow!("no stage implementation `{}`", decl.uses))?;
         let declares_dataset = decl.params.iter().any(|p| p == "dataset");
         let inputs = match input_cache.get(&decl.uses) {
             Some(i) => i.clone(),
@@ -105,7 +126,11 @@ pub fn build(exp: &Experiment, registry: &Registry, store: &Store, hasher: &File
         };
         let inputs_digest = key::inputs_digest(&inputs);
         // (cells, params, upstream) per instance before deduplication by key.
-        let groups: Vec<(Vec<String>, BTreeMap<String, Json>, Vec<(usize, Option<String>)>)> = match decl.scope {
+        let groups: Vec<(
+            Vec<String>,
+            BTreeMap<String, Json>,
+            Vec<(usize, Option<String>)>,
+        )> = match decl.scope {
             Scope::Experiment => {
                 let cell0 = &exp.cells[0];
                 let params = declared_params(&decl.params, &cell0.params, exp);
@@ -119,14 +144,22 @@ pub fn build(exp: &Experiment, registry: &Registry, store: &Store, hasher: &File
                         }
                     }
                 }
-                vec![(exp.cells.iter().map(|c| c.name.clone()).collect(), params, upstream)]
+                vec![(
+                    exp.cells.iter().map(|c| c.name.clone()).collect(),
+                    params,
+                    upstream,
+                )]
             }
             Scope::Cell | Scope::Dataset => exp
                 .cells
                 .iter()
                 .map(|cell| {
                     let params = declared_params(&decl.params, &cell.params, exp);
-                    let upstream = decl.after.iter().map(|a| (plan.by_cell[&(cell.name.clone(), a.clone())], None)).collect();
+                    let upstream = decl
+                        .after
+                        .iter()
+                        .map(|a| (plan.by_cell[&(cell.name.clone(), a.clone())], None))
+                        .collect();
                     (vec![cell.name.clone()], params, upstream)
                 })
                 .collect(),
@@ -143,8 +176,19 @@ pub fn build(exp: &Experiment, registry: &Registry, store: &Store, hasher: &File
                     (label, up.key.clone())
                 })
                 .collect();
-            let key = key::cache_key(&decl.name, &decl.uses, stage.version(), &params, &upstream_keys, &inputs_digest);
-            if let Some(existing) = plan.instances.iter_mut().find(|i| i.stage == decl.name && i.key == key) {
+            let key = key::cache_key(
+                &decl.name,
+                &decl.uses,
+                stage.version(),
+                &params,
+                &upstream_keys,
+                &inputs_digest,
+            );
+            if let Some(existing) = plan
+                .instances
+                .iter_mut()
+                .find(|i| i.stage == decl.name && i.key == key)
+            {
                 existing.cells.extend(cells.iter().cloned());
                 for c in cells {
                     plan.by_cell.insert((c, decl.name.clone()), existing.id);
@@ -169,14 +213,22 @@ pub fn build(exp: &Experiment, registry: &Registry, store: &Store, hasher: &File
                 version: stage.version(),
                 resumable: stage.resumable(),
                 key,
-                status: if cached && !forced { Status::Cached } else { Status::Run },
+                status: if cached && !forced {
+                    Status::Cached
+                } else {
+                    Status::Run
+                },
                 reasons: Vec::new(),
             };
             if inst.status == Status::Run {
                 inst.reasons = if forced {
                     vec![format!("forced (--force {})", decl.name)]
                 } else {
-                    let link_cell = if decl.scope == Scope::Experiment { None } else { Some(cells[0].as_str()) };
+                    let link_cell = if decl.scope == Scope::Experiment {
+                        None
+                    } else {
+                        Some(cells[0].as_str())
+                    };
                     explain::why(&inst, &view_link(&view, &decl.name, link_cell), store)
                 };
             }
@@ -193,11 +245,19 @@ pub fn build(exp: &Experiment, registry: &Registry, store: &Store, hasher: &File
 
 /// The values of exactly the parameters a stage declares (`dataset` is the dataset's
 /// canonical form), so an undeclared parameter can never invalidate it.
-fn declared_params(declared: &[String], cell: &BTreeMap<String, Json>, exp: &Experiment) -> BTreeMap<String, Json> {
+fn declared_params(
+    declared: &[String],
+    cell: &BTreeMap<String, Json>,
+    exp: &Experiment,
+) -> BTreeMap<String, Json> {
     declared
         .iter()
         .map(|p| {
-            let v = if p == "dataset" { exp.dataset.canonical() } else { cell.get(p).cloned().unwrap_or(Json::Null) };
+            let v = if p == "dataset" {
+                exp.dataset.canonical()
+            } else {
+                cell.get(p).cloned().unwrap_or(Json::Null)
+            };
             (p.clone(), v)
         })
         .collect()
@@ -224,12 +284,19 @@ impl Plan {
                 cells: &i.cells,
                 key: &i.key,
                 status: i.status,
-                reason: if i.status == Status::Cached { "cached".to_string() } else { i.reasons.join("; ") },
+                reason: if i.status == Status::Cached {
+                    "cached".to_string()
+                } else {
+                    i.reasons.join("; ")
+                },
             })
             .collect()
     }
 
     pub fn to_run(&self) -> usize {
-        self.instances.iter().filter(|i| i.status == Status::Run).count()
+        self.instances
+            .iter()
+            .filter(|i| i.status == Status::Run)
+            .count()
     }
 }

@@ -32,7 +32,16 @@ pub struct DatasetSpec {
     pub min_image_size: u64,
 }
 
-pub const KEYS: &[&str] = &["source", "root", "images", "size", "seed", "test_fraction", "split_seed", "min_image_size"];
+pub const KEYS: &[&str] = &[
+    "source",
+    "root",
+    "images",
+    "size",
+    "seed",
+    "test_fraction",
+    "split_seed",
+    "min_image_size",
+];
 
 impl DatasetSpec {
     /// The values that identify this dataset (and so enter cache keys): only the keys that
@@ -40,26 +49,36 @@ impl DatasetSpec {
     pub fn canonical(&self) -> Json {
         let common = json!({ "min_image_size": self.min_image_size });
         let mut v = match self.source {
-            Source::Synthetic => json!({ "source": "synthetic", "images": self.images, "size": self.size,
+            Source::Synthetic => {
+                json!({ "source": "synthetic", "images": self.images, "size": self.size,
                                           "seed": self.seed, "test_fraction": self.test_fraction,
-                                          "split_seed": self.split_seed }),
+                                          "split_seed": self.split_seed })
+            }
             Source::Lab => json!({ "source": "lab", "root": self.root_str() }),
             Source::Kaggle => json!({ "source": "kaggle", "root": self.root_str(),
                                        "test_fraction": self.test_fraction, "split_seed": self.split_seed }),
         };
-        v.as_object_mut().expect("object").extend(common.as_object().expect("object").clone());
+        v.as_object_mut()
+            .expect("object")
+            .extend(common.as_object().expect("object").clone());
         v
     }
 
     fn root_str(&self) -> String {
-        self.root.as_ref().map(|r| r.display().to_string()).unwrap_or_default()
+        self.root
+            .as_ref()
+            .map(|r| r.display().to_string())
+            .unwrap_or_default()
     }
 }
 
 fn int(node: &Node, key: &str, min: i64) -> Result<u64, SpecError> {
     match node.value {
         Value::Int(i) if i >= min => Ok(i as u64),
-        _ => Err(SpecError::at(&node.origin, format!("dataset.{key} must be an integer >= {min}"))),
+        _ => Err(SpecError::at(
+            &node.origin,
+            format!("dataset.{key} must be an integer >= {min}"),
+        )),
     }
 }
 
@@ -75,35 +94,62 @@ pub fn parse(table: &Table, table_origin: &Origin, base: &Path) -> Result<Datase
         }
     }
     let source = match table.get("source") {
-        None => return Err(SpecError::at(table_origin, "[dataset] needs `source`").help("source = \"synthetic\", \"lab\" or \"kaggle\"")),
+        None => {
+            return Err(SpecError::at(table_origin, "[dataset] needs `source`")
+                .help("source = \"synthetic\", \"lab\" or \"kaggle\""))
+        }
         Some(n) => match &n.value {
             Value::Str(s) if s == "synthetic" => Source::Synthetic,
             Value::Str(s) if s == "lab" => Source::Lab,
             Value::Str(s) if s == "kaggle" => Source::Kaggle,
-            _ => return Err(SpecError::at(&n.origin, "unknown dataset.source").help("source = \"synthetic\", \"lab\" or \"kaggle\"")),
+            _ => {
+                return Err(SpecError::at(&n.origin, "unknown dataset.source")
+                    .help("source = \"synthetic\", \"lab\" or \"kaggle\""))
+            }
         },
     };
     let root = match table.get("root") {
         None => None,
-        Some(Node { value: Value::Str(s), origin }) => {
+        Some(Node {
+            value: Value::Str(s),
+            origin,
+        }) => {
             let p = PathBuf::from(s);
             Some(match origin {
                 Origin::File { .. } if p.is_relative() => base.join(p),
                 _ => p,
             })
         }
-        Some(n) => return Err(SpecError::at(&n.origin, "dataset.root must be a path string")),
+        Some(n) => {
+            return Err(SpecError::at(
+                &n.origin,
+                "dataset.root must be a path string",
+            ))
+        }
     };
     if source != Source::Synthetic && root.is_none() {
-        return Err(SpecError::at(table_origin, "dataset.root is required for lab and kaggle data")
-            .help("add root = \"/path/to/images\" or pass --set dataset.root=/path/to/images"));
+        return Err(SpecError::at(
+            table_origin,
+            "dataset.root is required for lab and kaggle data",
+        )
+        .help("add root = \"/path/to/images\" or pass --set dataset.root=/path/to/images"));
     }
-    let get_int = |key: &str, default: u64, min: i64| table.get(key).map(|n| int(n, key, min)).unwrap_or(Ok(default));
+    let get_int = |key: &str, default: u64, min: i64| {
+        table
+            .get(key)
+            .map(|n| int(n, key, min))
+            .unwrap_or(Ok(default))
+    };
     let test_fraction = match table.get("test_fraction") {
         None => 0.2,
         Some(n) => match n.value {
             Value::Float(f) if f > 0.0 && f < 1.0 => f,
-            _ => return Err(SpecError::at(&n.origin, "dataset.test_fraction must be a number between 0 and 1 (exclusive)")),
+            _ => {
+                return Err(SpecError::at(
+                    &n.origin,
+                    "dataset.test_fraction must be a number between 0 and 1 (exclusive)",
+                ))
+            }
         },
     };
     Ok(DatasetSpec {

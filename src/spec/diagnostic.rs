@@ -9,8 +9,13 @@ use std::sync::Arc;
 /// Where a value came from: a span in a file, or a `--set` argument.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Origin {
-    File { source: Arc<SourceText>, span: Range<usize> },
-    CommandLine { arg: String },
+    File {
+        source: Arc<SourceText>,
+        span: Range<usize>,
+    },
+    CommandLine {
+        arg: String,
+    },
     /// A built-in default.
     Default,
 }
@@ -29,7 +34,10 @@ impl SourceText {
             message: format!("cannot read {}: {e}", path.display()),
             help: None,
         })?;
-        Ok(Arc::new(SourceText { path: path.to_path_buf(), text }))
+        Ok(Arc::new(SourceText {
+            path: path.to_path_buf(),
+            text,
+        }))
     }
 
     /// 1-based line and column (in characters) of a byte offset.
@@ -44,7 +52,10 @@ impl SourceText {
 
 impl Origin {
     pub fn file(source: &Arc<SourceText>, span: Range<usize>) -> Origin {
-        Origin::File { source: source.clone(), span }
+        Origin::File {
+            source: source.clone(),
+            span,
+        }
     }
 
     pub fn describe(&self) -> String {
@@ -70,7 +81,11 @@ pub struct SpecError {
 
 impl SpecError {
     pub fn at(origin: &Origin, message: impl Into<String>) -> SpecError {
-        SpecError { location: origin.describe(), message: message.into(), help: None }
+        SpecError {
+            location: origin.describe(),
+            message: message.into(),
+            help: None,
+        }
     }
 
     pub fn help(mut self, help: impl Into<String>) -> SpecError {
@@ -121,7 +136,10 @@ mod tests {
 
     #[test]
     fn line_col_counts_from_one() {
-        let s = SourceText { path: "x.toml".into(), text: "a = 1\nbb = 2\n".into() };
+        let s = SourceText {
+            path: "x.toml".into(),
+            text: "a = 1\nbb = 2\n".into(),
+        };
         assert_eq!(s.line_col(0), (1, 1));
         assert_eq!(s.line_col(6), (2, 1));
         assert_eq!(s.line_col(11), (2, 6));
@@ -130,7 +148,10 @@ mod tests {
     #[test]
     fn suggests_close_keys_only() {
         assert_eq!(suggest("lrr", ["lr", "model", "seed"]), Some("lr"));
-        assert_eq!(suggest("batchsize", ["batch_size", "model"]), Some("batch_size"));
+        assert_eq!(
+            suggest("batchsize", ["batch_size", "model"]),
+            Some("batch_size")
+        );
         assert_eq!(suggest("zzzzzz", ["lr", "model"]), None);
     }
 }

@@ -24,10 +24,21 @@ pub struct Experiment {
     pub cells: Vec<Cell>,
 }
 
-const TOP_KEYS: &[&str] = &["pipeline", "name", "description", "dataset", "params", "matrix"];
+const TOP_KEYS: &[&str] = &[
+    "pipeline",
+    "name",
+    "description",
+    "dataset",
+    "params",
+    "matrix",
+];
 
 /// Read, override and validate an experiment and its pipeline.
-pub fn load(path: &Path, overrides: &[String], implementations: &[&str]) -> Result<Experiment, SpecError> {
+pub fn load(
+    path: &Path,
+    overrides: &[String],
+    implementations: &[&str],
+) -> Result<Experiment, SpecError> {
     let source = SourceText::read(path)?;
     let mut doc = parse_document(&source)?;
     let file_origin = Origin::file(&source, 0..0);
@@ -38,29 +49,51 @@ pub fn load(path: &Path, overrides: &[String], implementations: &[&str]) -> Resu
         if !TOP_KEYS.contains(&key.as_str()) {
             let err = SpecError::at(origin, format!("unknown key `{key}`"));
             return Err(match suggest(key, TOP_KEYS.iter().copied()) {
-                Some(s) => err.help(format!("did you mean `{s}`? valid top-level keys: {}", TOP_KEYS.join(", "))),
+                Some(s) => err.help(format!(
+                    "did you mean `{s}`? valid top-level keys: {}",
+                    TOP_KEYS.join(", ")
+                )),
                 None => err.help(format!("valid top-level keys: {}", TOP_KEYS.join(", "))),
             });
         }
     }
     let base_dir = path.parent().unwrap_or(Path::new("."));
     let name = match doc.get("name") {
-        Some(Node { value: Value::Str(s), origin }) => {
-            if s.is_empty() || !s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-                return Err(SpecError::at(origin, "`name` may only contain letters, digits, '-', '_' and '.'"));
+        Some(Node {
+            value: Value::Str(s),
+            origin,
+        }) => {
+            if s.is_empty()
+                || !s
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
+                return Err(SpecError::at(
+                    origin,
+                    "`name` may only contain letters, digits, '-', '_' and '.'",
+                ));
             }
             s.clone()
         }
         Some(n) => return Err(SpecError::at(&n.origin, "`name` must be a string")),
-        None => path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "experiment".into()),
+        None => path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "experiment".into()),
     };
     let description = match doc.get("description") {
-        Some(Node { value: Value::Str(s), .. }) => s.clone(),
+        Some(Node {
+            value: Value::Str(s),
+            ..
+        }) => s.clone(),
         Some(n) => return Err(SpecError::at(&n.origin, "`description` must be a string")),
         None => String::new(),
     };
     let pipeline = match doc.get("pipeline") {
-        Some(Node { value: Value::Str(p), origin }) => {
+        Some(Node {
+            value: Value::Str(p),
+            origin,
+        }) => {
             let resolved = match origin {
                 Origin::File { .. } => base_dir.join(p),
                 _ => PathBuf::from(p),
@@ -72,14 +105,26 @@ pub fn load(path: &Path, overrides: &[String], implementations: &[&str]) -> Resu
             pipeline::load(&resolved, implementations)?
         }
         Some(n) => return Err(SpecError::at(&n.origin, "`pipeline` must be a path string")),
-        None => return Err(SpecError::at(&file_origin, "missing `pipeline = \"...\"`").help("e.g. pipeline = \"../pipelines/retinopathy.toml\"")),
+        None => {
+            return Err(SpecError::at(&file_origin, "missing `pipeline = \"...\"`")
+                .help("e.g. pipeline = \"../pipelines/retinopathy.toml\""))
+        }
     };
     let dataset = match doc.get("dataset") {
-        Some(Node { value: Value::Table(t), origin }) => dataset::parse(t, origin, base_dir)?,
+        Some(Node {
+            value: Value::Table(t),
+            origin,
+        }) => dataset::parse(t, origin, base_dir)?,
         Some(n) => return Err(SpecError::at(&n.origin, "`dataset` must be a table")),
-        None => return Err(SpecError::at(&file_origin, "missing [dataset] table").help("e.g. [dataset]\nsource = \"synthetic\"")),
+        None => {
+            return Err(SpecError::at(&file_origin, "missing [dataset] table")
+                .help("e.g. [dataset]\nsource = \"synthetic\""))
+        }
     };
-    let mut params: BTreeMap<String, Json> = params::PARAMS.iter().map(|d| (d.name.to_string(), params::default_value(d))).collect();
+    let mut params: BTreeMap<String, Json> = params::PARAMS
+        .iter()
+        .map(|d| (d.name.to_string(), params::default_value(d)))
+        .collect();
     if let Some(node) = doc.get("params") {
         let Value::Table(t) = &node.value else {
             return Err(SpecError::at(&node.origin, "`params` must be a table"));
@@ -90,21 +135,43 @@ pub fn load(path: &Path, overrides: &[String], implementations: &[&str]) -> Resu
         }
     }
     let matrix = match doc.get("matrix") {
-        Some(Node { value: Value::Table(t), .. }) => matrix::parse(t)?,
+        Some(Node {
+            value: Value::Table(t),
+            ..
+        }) => matrix::parse(t)?,
         Some(n) => return Err(SpecError::at(&n.origin, "`matrix` must be a table")),
         None => matrix::Matrix::default(),
     };
-    let matrix_origin = doc.key_origin("matrix").cloned().unwrap_or(file_origin.clone());
+    let matrix_origin = doc
+        .key_origin("matrix")
+        .cloned()
+        .unwrap_or(file_origin.clone());
     let cells = matrix::expand(&params, &matrix, &matrix_origin)?;
     check_experiment_scope(&pipeline, &cells)?;
-    Ok(Experiment { name, path: path.to_path_buf(), description, pipeline, dataset, params, cells })
+    Ok(Experiment {
+        name,
+        path: path.to_path_buf(),
+        description,
+        pipeline,
+        dataset,
+        params,
+        cells,
+    })
 }
 
 /// A once-per-experiment stage cannot read a parameter that differs between cells.
 fn check_experiment_scope(pipeline: &Pipeline, cells: &[Cell]) -> Result<(), SpecError> {
-    for stage in pipeline.stages.iter().filter(|s| s.scope == Scope::Experiment) {
+    for stage in pipeline
+        .stages
+        .iter()
+        .filter(|s| s.scope == Scope::Experiment)
+    {
         for p in &stage.params {
-            if p != "dataset" && cells.iter().any(|c| c.params.get(p) != cells[0].params.get(p)) {
+            if p != "dataset"
+                && cells
+                    .iter()
+                    .any(|c| c.params.get(p) != cells[0].params.get(p))
+            {
                 return Err(SpecError::at(&stage.origin, format!(
                     "stage `{}` runs once per experiment but reads `{p}`, which varies across cells", stage.name
                 ))
@@ -118,17 +185,23 @@ fn check_experiment_scope(pipeline: &Pipeline, cells: &[Cell]) -> Result<(), Spe
 /// Apply one `--set KEY=VALUE` to the document before validation, so that its errors are
 /// reported like a file's (with `--set KEY=VALUE` as the location).
 fn apply_override(doc: &mut Table, arg: &str) -> Result<(), SpecError> {
-    let origin = Origin::CommandLine { arg: arg.to_string() };
+    let origin = Origin::CommandLine {
+        arg: arg.to_string(),
+    };
     let Some((key, raw)) = arg.split_once('=') else {
-        return Err(SpecError::at(&origin, "expected KEY=VALUE").help("e.g. --set lr=0.01 or --set dataset.root=/data/eyepacs"));
+        return Err(SpecError::at(&origin, "expected KEY=VALUE")
+            .help("e.g. --set lr=0.01 or --set dataset.root=/data/eyepacs"));
     };
     let key = key.trim();
     let node = parse_cli_value(arg, raw.trim())?;
     let (table, field) = match key.split_once('.') {
         Some((t @ ("dataset" | "params" | "matrix"), field)) => (t, field),
         Some((other, _)) => {
-            return Err(SpecError::at(&origin, format!("unknown key `{key}`"))
-                .help(format!("`{other}` is not a table: use params.NAME, dataset.NAME or matrix.NAME")))
+            return Err(
+                SpecError::at(&origin, format!("unknown key `{key}`")).help(format!(
+                    "`{other}` is not a table: use params.NAME, dataset.NAME or matrix.NAME"
+                )),
+            )
         }
         None if ["pipeline", "name", "description"].contains(&key) => {
             doc.set(key, origin.clone(), node);
@@ -141,12 +214,22 @@ fn apply_override(doc: &mut Table, arg: &str) -> Result<(), SpecError> {
             let err = SpecError::at(&origin, format!("unknown key `dataset.{field}`"));
             return Err(err.help(format!("valid dataset keys: {}", dataset::KEYS.join(", "))));
         }
-        "params" | "matrix" if params::lookup(field).is_none() => return Err(params::unknown_param(field, &origin)),
+        "params" | "matrix" if params::lookup(field).is_none() => {
+            return Err(params::unknown_param(field, &origin))
+        }
         _ => {}
     }
     if table == "params" {
         // Setting a parameter that is a matrix axis pins it: the axis goes away.
-        if let Some(Node { value: Value::Table(m), .. }) = doc.entries.iter_mut().find(|(k, _, _)| k == "matrix").map(|(_, _, n)| n) {
+        if let Some(Node {
+            value: Value::Table(m),
+            ..
+        }) = doc
+            .entries
+            .iter_mut()
+            .find(|(k, _, _)| k == "matrix")
+            .map(|(_, _, n)| n)
+        {
             m.entries.retain(|(k, _, _)| k != field);
         }
     }
@@ -154,13 +237,25 @@ fn apply_override(doc: &mut Table, arg: &str) -> Result<(), SpecError> {
     let sub = match entry {
         Some((_, _, n)) => n,
         None => {
-            doc.entries.push((table.to_string(), origin.clone(), Node { value: Value::Table(Table::default()), origin: origin.clone() }));
+            doc.entries.push((
+                table.to_string(),
+                origin.clone(),
+                Node {
+                    value: Value::Table(Table::default()),
+                    origin: origin.clone(),
+                },
+            ));
             &mut doc.entries.last_mut().expect("just pushed").2
         }
     };
     match &mut sub.value {
         Value::Table(t) => t.set(field, origin, node),
-        _ => return Err(SpecError::at(&sub.origin, format!("`{table}` must be a table"))),
+        _ => {
+            return Err(SpecError::at(
+                &sub.origin,
+                format!("`{table}` must be a table"),
+            ))
+        }
     }
     Ok(())
 }

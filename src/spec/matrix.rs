@@ -37,10 +37,15 @@ pub fn parse(table: &Table) -> Result<Matrix, SpecError> {
         match key.as_str() {
             "include" | "exclude" => {
                 let list = combos(key, node)?;
-                if key == "include" { m.include = list } else { m.exclude = list }
+                if key == "include" {
+                    m.include = list
+                } else {
+                    m.exclude = list
+                }
             }
             name => {
-                let def = params::lookup(name).ok_or_else(|| params::unknown_param(name, key_origin))?;
+                let def =
+                    params::lookup(name).ok_or_else(|| params::unknown_param(name, key_origin))?;
                 m.axes.push(axis(def, node)?);
             }
         }
@@ -50,31 +55,55 @@ pub fn parse(table: &Table) -> Result<Matrix, SpecError> {
 
 pub fn axis(def: &params::ParamDef, node: &Node) -> Result<Axis, SpecError> {
     let Value::Array(items) = &node.value else {
-        return Err(SpecError::at(&node.origin, format!("matrix axis `{}` must be an array of values", def.name))
-            .help(format!("write {} = [a, b], or set a single value in [params]", def.name)));
+        return Err(SpecError::at(
+            &node.origin,
+            format!("matrix axis `{}` must be an array of values", def.name),
+        )
+        .help(format!(
+            "write {} = [a, b], or set a single value in [params]",
+            def.name
+        )));
     };
     if items.is_empty() {
-        return Err(SpecError::at(&node.origin, format!("matrix axis `{}` is empty", def.name))
-            .help("give at least one value, or remove the axis"));
+        return Err(
+            SpecError::at(&node.origin, format!("matrix axis `{}` is empty", def.name))
+                .help("give at least one value, or remove the axis"),
+        );
     }
     // A class-weight list is itself an array: `class_weights = [[1,2,3,4,5], "none"]` works,
     // a bare list of 5 numbers would be ambiguous and is read as 5 axis values (then fails).
-    let values = items.iter().map(|item| params::validate(def, item)).collect::<Result<Vec<_>, _>>()?;
-    Ok(Axis { name: def.name.to_string(), values, origin: node.origin.clone() })
+    let values = items
+        .iter()
+        .map(|item| params::validate(def, item))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Axis {
+        name: def.name.to_string(),
+        values,
+        origin: node.origin.clone(),
+    })
 }
 
 fn combos(key: &str, node: &Node) -> Result<Vec<BTreeMap<String, Json>>, SpecError> {
     let Value::Array(items) = &node.value else {
-        return Err(SpecError::at(&node.origin, format!("matrix.{key} must be an array of tables")));
+        return Err(SpecError::at(
+            &node.origin,
+            format!("matrix.{key} must be an array of tables"),
+        ));
     };
     items
         .iter()
         .map(|item| {
             let Value::Table(t) = &item.value else {
-                return Err(SpecError::at(&item.origin, format!("matrix.{key} entries must be tables like {{ model = \"resnet50\" }}")));
+                return Err(SpecError::at(
+                    &item.origin,
+                    format!("matrix.{key} entries must be tables like {{ model = \"resnet50\" }}"),
+                ));
             };
             if t.entries.is_empty() {
-                return Err(SpecError::at(&item.origin, format!("empty matrix.{key} entry")));
+                return Err(SpecError::at(
+                    &item.origin,
+                    format!("empty matrix.{key} entry"),
+                ));
             }
             t.entries
                 .iter()
@@ -88,21 +117,34 @@ fn combos(key: &str, node: &Node) -> Result<Vec<BTreeMap<String, Json>>, SpecErr
 }
 
 /// The cells of an experiment, named and deduplicated, in a stable order.
-pub fn expand(base: &BTreeMap<String, Json>, m: &Matrix, origin: &Origin) -> Result<Vec<Cell>, SpecError> {
+pub fn expand(
+    base: &BTreeMap<String, Json>,
+    m: &Matrix,
+    origin: &Origin,
+) -> Result<Vec<Cell>, SpecError> {
     // With no axes, `include` alone lists the cells (the base cell is not one of them).
-    let mut combos: Vec<BTreeMap<String, Json>> =
-        if m.axes.is_empty() && !m.include.is_empty() { Vec::new() } else { vec![base.clone()] };
+    let mut combos: Vec<BTreeMap<String, Json>> = if m.axes.is_empty() && !m.include.is_empty() {
+        Vec::new()
+    } else {
+        vec![base.clone()]
+    };
     for axis in &m.axes {
         combos = combos
             .into_iter()
-            .flat_map(|c| axis.values.iter().map(move |v| {
-                let mut c = c.clone();
-                c.insert(axis.name.clone(), v.clone());
-                c
-            }))
+            .flat_map(|c| {
+                axis.values.iter().map(move |v| {
+                    let mut c = c.clone();
+                    c.insert(axis.name.clone(), v.clone());
+                    c
+                })
+            })
             .collect();
     }
-    combos.retain(|c| !m.exclude.iter().any(|ex| ex.iter().all(|(k, v)| c.get(k) == Some(v))));
+    combos.retain(|c| {
+        !m.exclude
+            .iter()
+            .any(|ex| ex.iter().all(|(k, v)| c.get(k) == Some(v)))
+    });
     for inc in &m.include {
         let mut c = base.clone();
         c.extend(inc.clone());
@@ -115,20 +157,35 @@ pub fn expand(base: &BTreeMap<String, Json>, m: &Matrix, origin: &Origin) -> Res
         }
     }
     if unique.is_empty() {
-        return Err(SpecError::at(origin, "the matrix has no cells left after `exclude`"));
+        return Err(SpecError::at(
+            origin,
+            "the matrix has no cells left after `exclude`",
+        ));
     }
     // Varying parameters: axis order first, then parameters that only `include` changes.
     let mut order: Vec<String> = m.axes.iter().map(|a| a.name.clone()).collect();
     for inc in &m.include {
-        order.extend(inc.keys().filter(|k| !order.contains(k)).cloned().collect::<Vec<_>>());
+        order.extend(
+            inc.keys()
+                .filter(|k| !order.contains(k))
+                .cloned()
+                .collect::<Vec<_>>(),
+        );
     }
     order.retain(|k| unique.iter().any(|c| c.get(k) != unique[0].get(k)));
     let mut cells: Vec<Cell> = unique
         .into_iter()
         .map(|params| {
-            let varying: Vec<(String, Json)> = order.iter().map(|k| (k.clone(), params[k].clone())).collect();
+            let varying: Vec<(String, Json)> = order
+                .iter()
+                .map(|k| (k.clone(), params[k].clone()))
+                .collect();
             let name = cell_name(&varying);
-            Cell { name, params, varying }
+            Cell {
+                name,
+                params,
+                varying,
+            }
         })
         .collect();
     let mut seen = std::collections::HashSet::new();
@@ -158,7 +215,13 @@ pub fn cell_name(varying: &[(String, Json)]) -> String {
                 ("model", _) => shown,
                 ("pretrained", Json::Bool(true)) => "pretrained".into(),
                 ("pretrained", Json::Bool(false)) => "scratch".into(),
-                ("pretrained", Json::String(p)) => format!("pt_{}", std::path::Path::new(p).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()),
+                ("pretrained", Json::String(p)) => format!(
+                    "pt_{}",
+                    std::path::Path::new(p)
+                        .file_stem()
+                        .map(|s| s.to_string_lossy().into_owned())
+                        .unwrap_or_default()
+                ),
                 ("class_weights", _) => format!("cw_{shown}"),
                 ("batch_size", _) => format!("bs{shown}"),
                 ("image_size", _) => format!("px{shown}"),
@@ -176,7 +239,15 @@ pub fn cell_name(varying: &[(String, Json)]) -> String {
 }
 
 fn sanitize(s: &str) -> String {
-    s.chars().map(|c| if c.is_ascii_alphanumeric() || "._".contains(c) { c } else { '_' }).collect()
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -185,25 +256,46 @@ mod tests {
     use serde_json::json;
 
     fn base() -> BTreeMap<String, Json> {
-        params::PARAMS.iter().map(|d| (d.name.to_string(), params::default_value(d))).collect()
+        params::PARAMS
+            .iter()
+            .map(|d| (d.name.to_string(), params::default_value(d)))
+            .collect()
     }
 
     fn ax(name: &str, values: Vec<Json>) -> Axis {
-        Axis { name: name.into(), values, origin: Origin::Default }
+        Axis {
+            name: name.into(),
+            values,
+            origin: Origin::Default,
+        }
     }
 
     #[test]
     fn product_exclude_include_and_names() {
         let m = Matrix {
-            axes: vec![ax("model", vec![json!("resnet18"), json!("resnet50")]), ax("pretrained", vec![json!(true), json!(false)])],
-            exclude: vec![BTreeMap::from([("model".into(), json!("resnet50")), ("pretrained".into(), json!(false))])],
-            include: vec![BTreeMap::from([("model".into(), json!("resnet50")), ("class_weights".into(), json!("inverse_frequency"))])],
+            axes: vec![
+                ax("model", vec![json!("resnet18"), json!("resnet50")]),
+                ax("pretrained", vec![json!(true), json!(false)]),
+            ],
+            exclude: vec![BTreeMap::from([
+                ("model".into(), json!("resnet50")),
+                ("pretrained".into(), json!(false)),
+            ])],
+            include: vec![BTreeMap::from([
+                ("model".into(), json!("resnet50")),
+                ("class_weights".into(), json!("inverse_frequency")),
+            ])],
         };
         let cells = expand(&base(), &m, &Origin::Default).unwrap();
         let names: Vec<_> = cells.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(
             names,
-            ["resnet18-pretrained-cw_none", "resnet18-scratch-cw_none", "resnet50-pretrained-cw_none", "resnet50-scratch-cw_inverse_frequency"]
+            [
+                "resnet18-pretrained-cw_none",
+                "resnet18-scratch-cw_none",
+                "resnet50-pretrained-cw_none",
+                "resnet50-scratch-cw_inverse_frequency"
+            ]
         );
         assert_eq!(cells[3].params["pretrained"], json!(false));
         assert_eq!(cells[0].params["lr"], json!(0.001));
@@ -224,7 +316,14 @@ mod tests {
 
     #[test]
     fn names_of_numbers_and_lists() {
-        let v = vec![("batch_size".to_string(), json!(16)), ("class_weights".to_string(), json!([1.0, 2.5, 1.0, 1.0, 1.0])), ("lr".to_string(), json!(0.01))];
+        let v = vec![
+            ("batch_size".to_string(), json!(16)),
+            (
+                "class_weights".to_string(),
+                json!([1.0, 2.5, 1.0, 1.0, 1.0]),
+            ),
+            ("lr".to_string(), json!(0.01)),
+        ];
         assert_eq!(cell_name(&v), "bs16-cw_1.0_2.5_1.0_1.0_1.0-lr0.01");
     }
 }

@@ -10,9 +10,14 @@ use serde_json::Value as Json;
 pub enum Kind {
     Bool,
     /// Integer >= min.
-    Int { min: i64 },
+    Int {
+        min: i64,
+    },
     /// Float within [min, max].
-    Float { min: f64, max: f64 },
+    Float {
+        min: f64,
+        max: f64,
+    },
     /// Any string.
     Str,
     /// One of a fixed set of strings.
@@ -34,7 +39,8 @@ pub struct ParamDef {
 }
 
 pub const MODELS: &[&str] = &["resnet18", "resnet50"];
-pub const CLASS_WEIGHT_SCHEMES: &[&str] = &["none", "inverse_frequency", "balanced", "effective_number"];
+pub const CLASS_WEIGHT_SCHEMES: &[&str] =
+    &["none", "inverse_frequency", "balanced", "effective_number"];
 
 /// Every parameter an experiment's `[params]` and `[matrix]` may set.
 pub const PARAMS: &[ParamDef] = &[
@@ -80,8 +86,13 @@ pub fn default_value(def: &ParamDef) -> Json {
 pub fn unknown_param(name: &str, origin: &super::diagnostic::Origin) -> SpecError {
     let err = SpecError::at(origin, format!("unknown parameter `{name}`"));
     match suggest(name, names()) {
-        Some(s) => err.help(format!("did you mean `{s}`? (see README: experiment schema)")),
-        None => err.help(format!("valid parameters: {}", names().collect::<Vec<_>>().join(", "))),
+        Some(s) => err.help(format!(
+            "did you mean `{s}`? (see README: experiment schema)"
+        )),
+        None => err.help(format!(
+            "valid parameters: {}",
+            names().collect::<Vec<_>>().join(", ")
+        )),
     }
 }
 
@@ -90,16 +101,21 @@ pub fn validate(def: &ParamDef, node: &Node) -> Result<Json, SpecError> {
     let wrong = |expected: &str| {
         SpecError::at(
             &node.origin,
-            format!("`{}` must be {expected}, found {}", def.name, node.value.type_name()),
+            format!(
+                "`{}` must be {expected}, found {}",
+                def.name,
+                node.value.type_name()
+            ),
         )
     };
     match (def.kind, &node.value) {
         (Kind::Bool, Value::Bool(b)) => Ok(Json::Bool(*b)),
         (Kind::Bool, _) => Err(wrong("true or false")),
         (Kind::Int { min }, Value::Int(i)) if *i >= min => Ok(Json::from(*i)),
-        (Kind::Int { min }, Value::Int(i)) => {
-            Err(SpecError::at(&node.origin, format!("`{}` must be at least {min}, found {i}", def.name)))
-        }
+        (Kind::Int { min }, Value::Int(i)) => Err(SpecError::at(
+            &node.origin,
+            format!("`{}` must be at least {min}, found {i}", def.name),
+        )),
         (Kind::Int { min }, _) => Err(wrong(&format!("an integer >= {min}"))),
         (Kind::Float { min, max }, Value::Int(_) | Value::Float(_)) => {
             let x = match node.value {
@@ -119,7 +135,9 @@ pub fn validate(def: &ParamDef, node: &Node) -> Result<Json, SpecError> {
         (Kind::Float { .. }, _) => Err(wrong("a number")),
         (Kind::Str, Value::Str(s)) => Ok(Json::from(s.as_str())),
         (Kind::Str, _) => Err(wrong("a string")),
-        (Kind::Choice(options), Value::Str(s)) if options.contains(&s.as_str()) => Ok(Json::from(s.as_str())),
+        (Kind::Choice(options), Value::Str(s)) if options.contains(&s.as_str()) => {
+            Ok(Json::from(s.as_str()))
+        }
         (Kind::Choice(options), Value::Str(s)) => Err(choice_error(def.name, s, options, node)),
         (Kind::Choice(options), _) => Err(wrong(&format!("one of {}", quoted(options)))),
         (Kind::Pretrained, Value::Bool(b)) => Ok(Json::Bool(*b)),
@@ -128,8 +146,14 @@ pub fn validate(def: &ParamDef, node: &Node) -> Result<Json, SpecError> {
         (Kind::ClassWeights, Value::Str(s)) if CLASS_WEIGHT_SCHEMES.contains(&s.as_str()) => {
             Ok(Json::from(s.as_str()))
         }
-        (Kind::ClassWeights, Value::Str(s)) => Err(choice_error(def.name, s, CLASS_WEIGHT_SCHEMES, node)
-            .help(format!("use one of {} or a list of 5 numbers", quoted(CLASS_WEIGHT_SCHEMES)))),
+        (Kind::ClassWeights, Value::Str(s)) => {
+            Err(
+                choice_error(def.name, s, CLASS_WEIGHT_SCHEMES, node).help(format!(
+                    "use one of {} or a list of 5 numbers",
+                    quoted(CLASS_WEIGHT_SCHEMES)
+                )),
+            )
+        }
         (Kind::ClassWeights, Value::Array(items)) => {
             let mut out = Vec::new();
             for item in items {
@@ -139,14 +163,20 @@ pub fn validate(def: &ParamDef, node: &Node) -> Result<Json, SpecError> {
                     _ => return Err(SpecError::at(&item.origin, "class weights must be numbers")),
                 };
                 if !(x.is_finite() && x >= 0.0) {
-                    return Err(SpecError::at(&item.origin, "class weights must be finite and >= 0"));
+                    return Err(SpecError::at(
+                        &item.origin,
+                        "class weights must be finite and >= 0",
+                    ));
                 }
                 out.push(Json::from(x));
             }
             if out.len() != crate::data::NUM_CLASSES {
                 return Err(SpecError::at(
                     &node.origin,
-                    format!("an explicit class-weight list needs 5 numbers (grades 0-4), found {}", out.len()),
+                    format!(
+                        "an explicit class-weight list needs 5 numbers (grades 0-4), found {}",
+                        out.len()
+                    ),
                 ));
             }
             Ok(Json::Array(out))
@@ -158,11 +188,18 @@ pub fn validate(def: &ParamDef, node: &Node) -> Result<Json, SpecError> {
 }
 
 fn valid_device(s: &str) -> bool {
-    s == "auto" || s == "cpu" || s.strip_prefix("cuda:").is_some_and(|n| n.parse::<u32>().is_ok())
+    s == "auto"
+        || s == "cpu"
+        || s.strip_prefix("cuda:")
+            .is_some_and(|n| n.parse::<u32>().is_ok())
 }
 
 fn quoted(options: &[&str]) -> String {
-    options.iter().map(|o| format!("\"{o}\"")).collect::<Vec<_>>().join(", ")
+    options
+        .iter()
+        .map(|o| format!("\"{o}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn choice_error(name: &str, given: &str, options: &[&str], node: &Node) -> SpecError {
@@ -188,7 +225,10 @@ mod tests {
     use crate::spec::diagnostic::Origin;
 
     fn node(value: Value) -> Node {
-        Node { value, origin: Origin::CommandLine { arg: "x".into() } }
+        Node {
+            value,
+            origin: Origin::CommandLine { arg: "x".into() },
+        }
     }
 
     #[test]
@@ -216,9 +256,22 @@ mod tests {
         assert!(validate(lookup("lr").unwrap(), &node(Value::Str("fast".into()))).is_err());
         let cw = lookup("class_weights").unwrap();
         let four = Value::Array((0..4).map(|i| node(Value::Int(i))).collect());
-        assert!(validate(cw, &node(four)).unwrap_err().message.contains("5 numbers"));
+        assert!(validate(cw, &node(four))
+            .unwrap_err()
+            .message
+            .contains("5 numbers"));
         assert!(validate(lookup("device").unwrap(), &node(Value::Str("gpu".into()))).is_err());
-        assert_eq!(validate(lookup("device").unwrap(), &node(Value::Str("cuda:1".into()))).unwrap(), "cuda:1");
-        assert_eq!(validate(lookup("lr").unwrap(), &node(Value::Int(1))).unwrap(), Json::from(1.0));
+        assert_eq!(
+            validate(
+                lookup("device").unwrap(),
+                &node(Value::Str("cuda:1".into()))
+            )
+            .unwrap(),
+            "cuda:1"
+        );
+        assert_eq!(
+            validate(lookup("lr").unwrap(), &node(Value::Int(1))).unwrap(),
+            Json::from(1.0)
+        );
     }
 }

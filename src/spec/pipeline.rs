@@ -52,12 +52,17 @@ pub fn load(path: &Path, implementations: &[&str]) -> Result<Pipeline, SpecError
     let file_origin = Origin::file(&source, 0..0);
     for (key, origin, _) in &doc.entries {
         if key != "stages" && key != "description" {
-            return Err(SpecError::at(origin, format!("unknown key `{key}` in a pipeline file"))
-                .help("a pipeline file has `description` and `[stages.NAME]` tables"));
+            return Err(
+                SpecError::at(origin, format!("unknown key `{key}` in a pipeline file"))
+                    .help("a pipeline file has `description` and `[stages.NAME]` tables"),
+            );
         }
     }
     let Some(stages_node) = doc.get("stages") else {
-        return Err(SpecError::at(&file_origin, "no [stages.NAME] tables in this pipeline"));
+        return Err(SpecError::at(
+            &file_origin,
+            "no [stages.NAME] tables in this pipeline",
+        ));
     };
     let stages_table = as_table(stages_node, "stages")?;
     let mut decls = Vec::new();
@@ -68,55 +73,90 @@ pub fn load(path: &Path, implementations: &[&str]) -> Result<Pipeline, SpecError
     for decl in &decls {
         for after in &decl.after {
             if !names.contains(&after.as_str()) {
-                let err = SpecError::at(&decl.origin, format!("stage `{}` runs after unknown stage `{after}`", decl.name));
+                let err = SpecError::at(
+                    &decl.origin,
+                    format!("stage `{}` runs after unknown stage `{after}`", decl.name),
+                );
                 return Err(match suggest(after, names.iter().copied()) {
-                    Some(s) => err.help(format!("did you mean `{s}`? stages: {}", names.join(", "))),
+                    Some(s) => {
+                        err.help(format!("did you mean `{s}`? stages: {}", names.join(", ")))
+                    }
                     None => err.help(format!("stages in this pipeline: {}", names.join(", "))),
                 });
             }
         }
     }
     let stages = topological_order(decls)?;
-    Ok(Pipeline { path: path.to_path_buf(), stages })
+    Ok(Pipeline {
+        path: path.to_path_buf(),
+        stages,
+    })
 }
 
 fn as_table<'a>(node: &'a Node, what: &str) -> Result<&'a Table, SpecError> {
     match &node.value {
         Value::Table(t) => Ok(t),
-        other => Err(SpecError::at(&node.origin, format!("`{what}` must be a table, found {}", other.type_name()))),
+        other => Err(SpecError::at(
+            &node.origin,
+            format!("`{what}` must be a table, found {}", other.type_name()),
+        )),
     }
 }
 
 fn string_list(node: &Node, what: &str) -> Result<Vec<String>, SpecError> {
     let Value::Array(items) = &node.value else {
-        return Err(SpecError::at(&node.origin, format!("`{what}` must be an array of strings")));
+        return Err(SpecError::at(
+            &node.origin,
+            format!("`{what}` must be an array of strings"),
+        ));
     };
     items
         .iter()
         .map(|item| match &item.value {
             Value::Str(s) => Ok(s.clone()),
-            other => Err(SpecError::at(&item.origin, format!("`{what}` entries must be strings, found {}", other.type_name()))),
+            other => Err(SpecError::at(
+                &item.origin,
+                format!(
+                    "`{what}` entries must be strings, found {}",
+                    other.type_name()
+                ),
+            )),
         })
         .collect()
 }
 
-fn parse_stage(name: &str, origin: &Origin, node: &Node, implementations: &[&str]) -> Result<StageDecl, SpecError> {
+fn parse_stage(
+    name: &str,
+    origin: &Origin,
+    node: &Node,
+    implementations: &[&str],
+) -> Result<StageDecl, SpecError> {
     let table = as_table(node, &format!("stages.{name}"))?;
     for (key, key_origin, _) in &table.entries {
         if !STAGE_KEYS.contains(&key.as_str()) {
-            let err = SpecError::at(key_origin, format!("unknown key `{key}` in [stages.{name}]"));
+            let err = SpecError::at(
+                key_origin,
+                format!("unknown key `{key}` in [stages.{name}]"),
+            );
             return Err(err.help(format!("valid keys: {}", STAGE_KEYS.join(", "))));
         }
     }
     let uses = match table.get("uses") {
-        Some(Node { value: Value::Str(s), .. }) => s.clone(),
+        Some(Node {
+            value: Value::Str(s),
+            ..
+        }) => s.clone(),
         Some(n) => return Err(SpecError::at(&n.origin, "`uses` must be a string")),
         None => name.to_string(),
     };
     if !implementations.contains(&uses.as_str()) {
         let at = table.get("uses").map(|n| &n.origin).unwrap_or(origin);
-        return Err(SpecError::at(at, format!("unknown stage implementation `{uses}`"))
-            .help(format!("built-in implementations: {}", implementations.join(", "))));
+        return Err(
+            SpecError::at(at, format!("unknown stage implementation `{uses}`")).help(format!(
+                "built-in implementations: {}",
+                implementations.join(", ")
+            )),
+        );
     }
     let scope = match table.get("scope") {
         None => Scope::Cell,
@@ -130,12 +170,18 @@ fn parse_stage(name: &str, origin: &Origin, node: &Node, implementations: &[&str
             }
         },
     };
-    let after = table.get("after").map(|n| string_list(n, "after")).transpose()?.unwrap_or_default();
+    let after = table
+        .get("after")
+        .map(|n| string_list(n, "after"))
+        .transpose()?
+        .unwrap_or_default();
     let params = match table.get("params") {
         None => Vec::new(),
         Some(n) => {
             let list = string_list(n, "params")?;
-            let Value::Array(items) = &n.value else { unreachable!() };
+            let Value::Array(items) = &n.value else {
+                unreachable!()
+            };
             for (param, item) in list.iter().zip(items) {
                 if param != "dataset" && params::lookup(param).is_none() {
                     return Err(params::unknown_param(param, &item.origin));
@@ -144,16 +190,28 @@ fn parse_stage(name: &str, origin: &Origin, node: &Node, implementations: &[&str
             list
         }
     };
-    Ok(StageDecl { name: name.to_string(), uses, after, scope, params, origin: origin.clone() })
+    Ok(StageDecl {
+        name: name.to_string(),
+        uses,
+        after,
+        scope,
+        params,
+        origin: origin.clone(),
+    })
 }
 
 /// Kahn's algorithm, keeping file order among ready stages; a cycle is an error naming it.
 fn topological_order(decls: Vec<StageDecl>) -> Result<Vec<StageDecl>, SpecError> {
-    let index: HashMap<String, usize> = decls.iter().enumerate().map(|(i, d)| (d.name.clone(), i)).collect();
+    let index: HashMap<String, usize> = decls
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (d.name.clone(), i))
+        .collect();
     let mut done = vec![false; decls.len()];
     let mut order = Vec::new();
     while order.len() < decls.len() {
-        let next = (0..decls.len()).find(|&i| !done[i] && decls[i].after.iter().all(|a| done[index[a]]));
+        let next =
+            (0..decls.len()).find(|&i| !done[i] && decls[i].after.iter().all(|a| done[index[a]]));
         match next {
             Some(i) => {
                 done[i] = true;
@@ -163,14 +221,24 @@ fn topological_order(decls: Vec<StageDecl>) -> Result<Vec<StageDecl>, SpecError>
                 let stuck: Vec<usize> = (0..decls.len()).filter(|&i| !done[i]).collect();
                 let cycle = find_cycle(&decls, &index, &stuck);
                 let first = &decls[cycle[0]];
-                let path: Vec<&str> = cycle.iter().chain(std::iter::once(&cycle[0])).map(|&i| decls[i].name.as_str()).collect();
-                return Err(SpecError::at(&first.origin, format!("stages form a cycle: {}", path.join(" -> ")))
-                    .help("remove one of these `after` entries"));
+                let path: Vec<&str> = cycle
+                    .iter()
+                    .chain(std::iter::once(&cycle[0]))
+                    .map(|&i| decls[i].name.as_str())
+                    .collect();
+                return Err(SpecError::at(
+                    &first.origin,
+                    format!("stages form a cycle: {}", path.join(" -> ")),
+                )
+                .help("remove one of these `after` entries"));
             }
         }
     }
     let mut slots: Vec<Option<StageDecl>> = decls.into_iter().map(Some).collect();
-    Ok(order.into_iter().map(|i| slots[i].take().expect("each stage once")).collect())
+    Ok(order
+        .into_iter()
+        .map(|i| slots[i].take().expect("each stage once"))
+        .collect())
 }
 
 fn find_cycle(decls: &[StageDecl], index: &HashMap<String, usize>, stuck: &[usize]) -> Vec<usize> {
@@ -178,7 +246,12 @@ fn find_cycle(decls: &[StageDecl], index: &HashMap<String, usize>, stuck: &[usiz
     let mut path = vec![stuck[0]];
     loop {
         let cur = *path.last().expect("non-empty");
-        let next = decls[cur].after.iter().map(|a| index[a]).find(|i| stuck.contains(i)).expect("stuck stage waits on a stuck one");
+        let next = decls[cur]
+            .after
+            .iter()
+            .map(|a| index[a])
+            .find(|i| stuck.contains(i))
+            .expect("stuck stage waits on a stuck one");
         if let Some(pos) = path.iter().position(|&p| p == next) {
             let mut cycle = path[pos..].to_vec();
             cycle.reverse(); // report in run order: a -> b means b runs after a
@@ -218,7 +291,9 @@ mod tests {
 
     #[test]
     fn reports_cycles_unknown_stages_params_and_keys_with_positions() {
-        let e = load_text("[stages.audit]\nafter = [\"train\"]\n[stages.train]\nafter = [\"audit\"]\n").unwrap_err();
+        let e =
+            load_text("[stages.audit]\nafter = [\"train\"]\n[stages.train]\nafter = [\"audit\"]\n")
+                .unwrap_err();
         assert!(e.message.contains("cycle"), "{e}");
         assert!(e.location.starts_with("DIR/p.toml:"), "{e}");
         let e = load_text("[stages.train]\nafter = [\"stat\"]\n[stages.stats]\n").unwrap_err();

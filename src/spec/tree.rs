@@ -30,11 +30,17 @@ pub struct Table {
 
 impl Table {
     pub fn get(&self, key: &str) -> Option<&Node> {
-        self.entries.iter().find(|(k, _, _)| k == key).map(|(_, _, n)| n)
+        self.entries
+            .iter()
+            .find(|(k, _, _)| k == key)
+            .map(|(_, _, n)| n)
     }
 
     pub fn key_origin(&self, key: &str) -> Option<&Origin> {
-        self.entries.iter().find(|(k, _, _)| k == key).map(|(_, o, _)| o)
+        self.entries
+            .iter()
+            .find(|(k, _, _)| k == key)
+            .map(|(_, o, _)| o)
     }
 
     pub fn set(&mut self, key: &str, origin: Origin, node: Node) {
@@ -66,7 +72,10 @@ impl Value {
 pub fn parse_document(source: &Arc<SourceText>) -> Result<Table, SpecError> {
     let doc = DeTable::parse(&source.text).map_err(|e| {
         let span = e.span().unwrap_or(0..0);
-        SpecError::at(&Origin::file(source, span), format!("invalid TOML: {}", e.message()))
+        SpecError::at(
+            &Origin::file(source, span),
+            format!("invalid TOML: {}", e.message()),
+        )
     })?;
     convert_table(source, doc.get_ref())
 }
@@ -74,9 +83,14 @@ pub fn parse_document(source: &Arc<SourceText>) -> Result<Table, SpecError> {
 /// Parse the right-hand side of a `--set key=value`: TOML if it parses as a value, else the
 /// raw text as a string (so `--set dataset.root=/data/eyepacs` needs no quotes).
 pub fn parse_cli_value(arg: &str, raw: &str) -> Result<Node, SpecError> {
-    let origin = Origin::CommandLine { arg: arg.to_string() };
+    let origin = Origin::CommandLine {
+        arg: arg.to_string(),
+    };
     let wrapped = format!("v = {raw}");
-    let source = Arc::new(SourceText { path: "--set".into(), text: wrapped });
+    let source = Arc::new(SourceText {
+        path: "--set".into(),
+        text: wrapped,
+    });
     match DeTable::parse(&source.text) {
         Ok(doc) => {
             let table = convert_table(&source, doc.get_ref())?;
@@ -84,7 +98,10 @@ pub fn parse_cli_value(arg: &str, raw: &str) -> Result<Node, SpecError> {
             relabel(&mut node, &origin);
             Ok(node)
         }
-        Err(_) => Ok(Node { value: Value::Str(raw.to_string()), origin }),
+        Err(_) => Ok(Node {
+            value: Value::Str(raw.to_string()),
+            origin,
+        }),
     }
 }
 
@@ -107,7 +124,8 @@ fn convert_table(source: &Arc<SourceText>, table: &DeTable<'_>) -> Result<Table,
     for (key, value) in table.iter() {
         let key_origin = Origin::file(source, key.span());
         let node = convert_value(source, value.get_ref(), value.span())?;
-        out.entries.push((key.get_ref().to_string(), key_origin, node));
+        out.entries
+            .push((key.get_ref().to_string(), key_origin, node));
     }
     Ok(out)
 }
@@ -137,7 +155,10 @@ fn convert_value(
             Value::Float(parsed.map_err(|_| SpecError::at(&origin, "invalid float"))?)
         }
         DeValue::Datetime(_) => {
-            return Err(SpecError::at(&origin, "dates and times are not used by drpipe"))
+            return Err(SpecError::at(
+                &origin,
+                "dates and times are not used by drpipe",
+            ))
         }
         DeValue::Array(items) => Value::Array(
             items
@@ -155,7 +176,10 @@ mod tests {
     use super::*;
 
     fn src(text: &str) -> Arc<SourceText> {
-        Arc::new(SourceText { path: "t.toml".into(), text: text.into() })
+        Arc::new(SourceText {
+            path: "t.toml".into(),
+            text: text.into(),
+        })
     }
 
     #[test]
@@ -166,7 +190,9 @@ mod tests {
         assert_eq!(t.get("b").unwrap().value, Value::Int(1));
         let a = t.get("a").unwrap();
         assert_eq!(a.origin.describe(), "t.toml:2:5");
-        let Value::Table(inner) = &t.get("t").unwrap().value else { panic!("not a table") };
+        let Value::Table(inner) = &t.get("t").unwrap().value else {
+            panic!("not a table")
+        };
         assert_eq!(inner.key_origin("x").unwrap().describe(), "t.toml:4:1");
         assert_eq!(inner.get("x").unwrap().value, Value::Str("hi".into()));
     }
@@ -179,8 +205,14 @@ mod tests {
 
     #[test]
     fn cli_values_are_toml_or_bare_strings() {
-        assert_eq!(parse_cli_value("lr=0.1", "0.1").unwrap().value, Value::Float(0.1));
-        assert_eq!(parse_cli_value("x=/a/b", "/a/b").unwrap().value, Value::Str("/a/b".into()));
+        assert_eq!(
+            parse_cli_value("lr=0.1", "0.1").unwrap().value,
+            Value::Float(0.1)
+        );
+        assert_eq!(
+            parse_cli_value("x=/a/b", "/a/b").unwrap().value,
+            Value::Str("/a/b".into())
+        );
         let arr = parse_cli_value("m=[1,2]", "[1, 2]").unwrap();
         assert!(matches!(arr.value, Value::Array(ref v) if v.len() == 2));
     }

@@ -63,12 +63,16 @@ impl StageCtx<'_> {
                 self.stage
             )
         })?;
-        serde_json::from_value(value.clone()).with_context(|| format!("parameter `{name}` = {value}"))
+        serde_json::from_value(value.clone())
+            .with_context(|| format!("parameter `{name}` = {value}"))
     }
 
     pub fn dataset(&self) -> Result<&DatasetSpec> {
         if !self.declares_dataset {
-            anyhow::bail!("stage `{}` reads [dataset] but does not declare \"dataset\" in its params", self.stage);
+            anyhow::bail!(
+                "stage `{}` reads [dataset] but does not declare \"dataset\" in its params",
+                self.stage
+            );
         }
         Ok(self.dataset)
     }
@@ -79,7 +83,13 @@ impl StageCtx<'_> {
             .iter()
             .find(|u| u.stage == stage)
             .map(|u| u.dir.as_path())
-            .ok_or_else(|| anyhow!("stage `{}` needs `{stage}` to run first: add it to [stages.{}].after", self.stage, self.stage))
+            .ok_or_else(|| {
+                anyhow!(
+                    "stage `{}` needs `{stage}` to run first: add it to [stages.{}].after",
+                    self.stage,
+                    self.stage
+                )
+            })
     }
 
     /// Every upstream entry of `stage`, one per cell (once-per-experiment stages).
@@ -99,10 +109,35 @@ impl Registry {
     }
 
     pub fn get(&self, name: &str) -> Option<&dyn Stage> {
-        self.stages.iter().find(|s| s.name() == name).map(|s| s.as_ref())
+        self.stages
+            .iter()
+            .find(|s| s.name() == name)
+            .map(|s| s.as_ref())
     }
 
     pub fn names(&self) -> Vec<&str> {
         self.stages.iter().map(|s| s.name()).collect()
     }
+}
+
+pub mod audit;
+pub mod dataset;
+pub mod evaluate;
+pub mod images;
+pub mod listing;
+pub mod report;
+pub mod stats;
+pub mod train;
+
+/// The stages drpipe ships; pipelines name them with `uses`.
+pub fn builtin() -> Registry {
+    Registry::new(vec![
+        Box::new(dataset::DatasetStage),
+        Box::new(audit::AuditStage),
+        Box::new(stats::StatsStage),
+        Box::new(images::ImagesStage),
+        Box::new(train::TrainStage),
+        Box::new(evaluate::EvaluateStage),
+        Box::new(report::ReportStage),
+    ])
 }

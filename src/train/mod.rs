@@ -3,7 +3,6 @@
 pub mod checkpoint;
 pub mod history;
 pub mod loss;
-pub mod parity;
 pub mod schedule;
 pub mod sgd;
 pub mod trainer;

@@ -135,7 +135,9 @@ fn progress_reports_every_image_and_bad_specs_fail() {
     let hidden = Progress::hidden();
     assert!(generate(dir.path(), &spec(0, 64, 1), &hidden).is_err());
     assert!(generate(dir.path(), &spec(4, 8, 1), &hidden).is_err());
-    let err = generate(dir.path(), &spec(4, 2000, 1), &hidden).unwrap_err().to_string();
+    let err = generate(dir.path(), &spec(4, 2000, 1), &hidden)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("2000"), "{err}");
 }
 

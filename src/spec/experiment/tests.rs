@@ -19,7 +19,9 @@ impl Fixture {
         std::fs::write(&path, text).unwrap();
         let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
         load(&path, &sets, IMPLS).map_err(|mut e| {
-            e.location = e.location.replace(&self.dir.path().display().to_string(), "DIR");
+            e.location = e
+                .location
+                .replace(&self.dir.path().display().to_string(), "DIR");
             e
         })
     }
@@ -42,7 +44,9 @@ fn loads_a_valid_experiment() {
 #[test]
 fn set_overrides_params_dataset_and_matrix() {
     let f = Fixture::new();
-    let e = f.load(GOOD, &["lr=0.5", "dataset.images=80", "matrix.seed=[1, 2]"]).unwrap();
+    let e = f
+        .load(GOOD, &["lr=0.5", "dataset.images=80", "matrix.seed=[1, 2]"])
+        .unwrap();
     assert_eq!(e.params["lr"], serde_json::json!(0.5));
     assert_eq!(e.dataset.images, 80);
     assert_eq!(e.cells.len(), 4);
@@ -52,7 +56,12 @@ fn set_overrides_params_dataset_and_matrix() {
     assert_eq!(e.cells.len(), 1);
     assert_eq!(e.cells[0].params["model"], serde_json::json!("resnet50"));
     // Real data with no edit of the file.
-    let e = f.load(GOOD, &["dataset.source=kaggle", "dataset.root=/data/eyepacs"]).unwrap();
+    let e = f
+        .load(
+            GOOD,
+            &["dataset.source=kaggle", "dataset.root=/data/eyepacs"],
+        )
+        .unwrap();
     assert_eq!(e.dataset.root.as_deref(), Some(Path::new("/data/eyepacs")));
 }
 
@@ -93,7 +102,10 @@ fn each_malformed_case_names_file_line_column() {
     assert_eq!(e.location, "DIR/exp.toml:4:1");
     assert!(e.help.unwrap().contains("images"));
 
-    let e = err(&GOOD.replace("source = \"synthetic\"", "source = \"kaggle\""), &[]);
+    let e = err(
+        &GOOD.replace("source = \"synthetic\"", "source = \"kaggle\""),
+        &[],
+    );
     assert!(e.message.contains("dataset.root is required"), "{e}");
 }
 

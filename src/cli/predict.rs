@@ -1,0 +1,121 @@
+//! `drpipe predict`: grade images with trained weights; CSV on stdout. An unreadable image is
+//! reported on stderr, the others still get their rows, and the exit status is then 1.
+
+use super::{args::PredictArgs, CliError, CliResult, Env, EXIT_FAILED, EXIT_USAGE};
+use crate::cache::Manifest;
+use crate::data::augment::test_transform;
+use crate::model::{self, Arch};
+use std::path::PathBuf;
+
+struct Resolved {
+    arch: Arch,
+    weights: PathBuf,
+    size: u32,
+}
+
+fn resolve(args: &PredictArgs) -> Result<Resolved, CliError> {
+    let usage = |m: String| CliError {
+        message: format!("error: {m}"),
+        code: EXIT_USAGE,
+    };
+    if let Some(cell) = &args.cell {
+        let train = cell.join("train");
+        let m = Manifest::read(&train).map_err(|e| {
+            usage(format!(
+                "{e:#}; --cell expects outputs/experiments/NAME/cells/CELL"
+            ))
+        })?;
+        let arch = m
+            .params
+            .get("model")
+            .and_then(|v| v.as_str())
+            .unwrap_or("resnet18");
+        let size = m
+            .params
+            .get("image_size")
+            .and_then(|v| v.as_u64())
+            .unwrap_or(224) as u32;
+        return Ok(Resolved {
+            arch: arch.parse().map_err(|e| usage(format!("{e}")))?,
+            weights: train.join("best.safetensors"),
+            size: args.size.unwrap_or(size),
+        });
+    }
+    let arch = args
+        .arch
+        .as_deref()
+        .ok_or_else(|| usage("--arch is required with --weights".into()))?;
+    Ok(Resolved {
+        arch: arch.parse().map_err(|e| usage(format!("{e}")))?,
+        weights: args
+            .weights
+            .clone()
+            .ok_or_else(|| usage("give --cell or --weights".into()))?,
+        size: args.size.unwrap_or(224),
+    })
+}
+
+/// Decode, resize the short side and centre-crop to `size`, then the test transform.
+fn load_image(path: &std::path::Path, size: u32) -> anyhow::Result<Vec<f32>> {
+    let side = crate::stages::images::cache_side(size, 0);
+    let rgb = crate::data::image_cache::decode_square(
+        path,
+        side,
+        crate::data::image_cache::Preprocess::None,
+    )?;
+    let mut out = vec![0f32; 3 * (size * size) as usize];
+    test_transform(&rgb, side, size, &mut out);
+    Ok(out)
+}
+
+pub fn run(_env: &Env, args: PredictArgs) -> CliResult {
+    let r = resolve(&args)?;
+    let device = model::select_device("auto")?;
+    let net = model::load_for_inference(r.arch, &r.weights, &device)?;
+    let prefix = if args.logits { "logit" } else { "p" };
+    println!(
+        "image,pred,{}",
+        (0..5)
+            .map(|i| format!("{prefix}{i}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let mut failures = 0;
+    for path in &args.images {
+        let row = load_image(path, r.size).and_then(|x| {
+            if args.logits {
+                model::predict_logits(&net, &x, 1, r.size as usize, &device, false)
+            } else {
+                model::predict_probs(&net, &x, 1, r.size as usize, &device, false)
+            }
+        });
+        match row {
+            Ok(rows) => {
+                let v = rows[0];
+                let pred = crate::metrics::argmax(&v);
+                println!(
+                    "{},{pred},{}",
+                    path.display(),
+                    v.iter()
+                        .map(|x| format!("{x:.6}"))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                );
+            }
+            Err(e) => {
+                failures += 1;
+                eprintln!("error: {}: {e:#}", path.display());
+            }
+        }
+    }
+    if failures > 0 {
+        return Err(CliError {
+            message: format!(
+                "error: {failures} of {} image(s) could not be graded",
+                args.images.len()
+            ),
+            code: EXIT_FAILED,
+        });
+    }
+    Ok(())
+}

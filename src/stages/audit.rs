@@ -1,0 +1,93 @@
+//! `audit`: every listed image is ok, repaired (EOI appended to a copy) or dropped, with a
+//! reason; the kept ones are listed for the next stages.
+
+use super::dataset::LISTING;
+use super::listing::{relative_to, Item, Listing};
+use super::{Stage, StageCtx};
+use crate::data::audit::{self, AuditStatus};
+use anyhow::Result;
+
+pub struct AuditStage;
+
+pub const KEPT: &str = "kept.json";
+
+impl Stage for AuditStage {
+    fn name(&self) -> &'static str {
+        "audit"
+    }
+
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn run(&self, ctx: &StageCtx) -> Result<String> {
+        let spec = ctx.dataset()?;
+        let listing = Listing::read(ctx.upstream_dir("dataset")?, LISTING)?;
+        let train: Vec<_> = listing
+            .items
+            .iter()
+            .filter(|i| i.split != "test")
+            .map(to_sample)
+            .collect();
+        let test = listing.samples("test");
+        let hash_of = |p: &std::path::Path| ctx.hasher.hash(p);
+        let report = audit::audit(
+            &train,
+            &test,
+            ctx.out,
+            &ctx.store.memo_dir("audit"),
+            spec.min_image_size as u32,
+            &hash_of,
+            &ctx.progress,
+        )?;
+        std::fs::write(
+            ctx.out.join("audit.json"),
+            serde_json::to_vec_pretty(&report)?,
+        )?;
+        let split_of: std::collections::HashMap<&str, &str> = listing
+            .items
+            .iter()
+            .map(|i| (i.name.as_str(), i.split.as_str()))
+            .collect();
+        let items = report
+            .records
+            .iter()
+            .filter(|r| r.status != AuditStatus::Dropped)
+            .map(|r| Item {
+                name: r.image.clone(),
+                label: r.label,
+                split: split_of
+                    .get(r.image.as_str())
+                    .copied()
+                    .unwrap_or("")
+                    .to_string(),
+                file: relative_to(&r.path, ctx.out),
+            })
+            .collect();
+        Listing {
+            layout: listing.layout,
+            items,
+        }
+        .write(ctx.out, KEPT)?;
+        let dups = if report.cross_split_duplicates.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ", {} train/test duplicate(s)",
+                report.cross_split_duplicates.len()
+            )
+        };
+        Ok(format!(
+            "{} ok, {} repaired, {} dropped{dups}",
+            report.ok, report.repaired, report.dropped
+        ))
+    }
+}
+
+fn to_sample(i: &Item) -> crate::data::Sample {
+    crate::data::Sample {
+        name: i.name.clone(),
+        label: i.label,
+        path: i.file.clone(),
+    }
+}

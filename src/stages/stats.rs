@@ -1,0 +1,153 @@
+//! `stats`: the train/test split (the lab layout keeps its lists; Kaggle-style data is split
+//! by patient, stratified by grade) and the class counts and weights of each split.
+
+use super::audit::KEPT;
+use super::listing::{Item, Listing};
+use super::{Stage, StageCtx};
+use crate::data::class_weights::{ClassWeights, SCHEMES};
+use crate::data::{split, Sample, NUM_CLASSES};
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+pub struct StatsStage;
+
+pub const SPLIT: &str = "split.json";
+pub const STATS: &str = "stats.json";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Stats {
+    pub train: [usize; NUM_CLASSES],
+    pub test: [usize; NUM_CLASSES],
+    /// Weights of every named scheme on the training counts (effective_number at beta 0.999).
+    pub weights: BTreeMap<String, [f32; NUM_CLASSES]>,
+}
+
+impl Stats {
+    pub fn read(dir: &std::path::Path) -> Result<Stats> {
+        let p = dir.join(STATS);
+        let bytes =
+            std::fs::read(&p).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))?;
+        Ok(serde_json::from_slice(&bytes)?)
+    }
+}
+
+pub fn counts(samples: &[Sample]) -> [usize; NUM_CLASSES] {
+    let mut c = [0; NUM_CLASSES];
+    for s in samples {
+        c[s.label as usize] += 1;
+    }
+    c
+}
+
+impl Stage for StatsStage {
+    fn name(&self) -> &'static str {
+        "stats"
+    }
+
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn run(&self, ctx: &StageCtx) -> Result<String> {
+        let spec = ctx.dataset()?;
+        let audit_dir = ctx.upstream_dir("audit")?;
+        let kept = Listing::read(audit_dir, KEPT)?;
+        let has_lists = kept.items.iter().any(|i| i.split == "test");
+        let (train, test) = if has_lists {
+            (kept.samples("train"), kept.samples("test"))
+        } else {
+            let all = kept.samples("");
+            split::patient_split(&all, spec.test_fraction, spec.split_seed)
+        };
+        if train.is_empty() || test.is_empty() {
+            anyhow::bail!(
+                "the split left {} training and {} test images: a model cannot be trained and tested on that; \
+                 check the data folder and the audit report ({})",
+                train.len(),
+                test.len(),
+                audit_dir.join("audit.csv").display()
+            );
+        }
+        split::write_split_csv(&ctx.out.join("split.csv"), &train, &test)?;
+        let item = |s: &Sample, split: &str| Item {
+            name: s.name.clone(),
+            label: s.label,
+            split: split.into(),
+            file: s.path.clone(),
+        };
+        let items = train
+            .iter()
+            .map(|s| item(s, "train"))
+            .chain(test.iter().map(|s| item(s, "test")))
+            .collect();
+        Listing {
+            layout: kept.layout.clone(),
+            items,
+        }
+        .write(ctx.out, SPLIT)?;
+        let (ctrain, ctest) = (counts(&train), counts(&test));
+        let mut weights = BTreeMap::new();
+        for scheme in SCHEMES {
+            let w = crate::data::class_weights::parse_scheme(scheme, 0.999)
+                .map_err(anyhow::Error::msg)?;
+            weights.insert(scheme.to_string(), w.compute(&ctrain));
+        }
+        let stats = Stats {
+            train: ctrain,
+            test: ctest,
+            weights,
+        };
+        std::fs::write(ctx.out.join(STATS), serde_json::to_vec_pretty(&stats)?)?;
+        std::fs::write(ctx.out.join("stats.txt"), table(&stats))?;
+        let share0 = 100.0 * ctrain[0] as f64 / train.len() as f64;
+        Ok(format!(
+            "{} train / {} test images; grade 0 is {share0:.1}% of train",
+            train.len(),
+            test.len()
+        ))
+    }
+}
+
+/// The class table printed by `-v` and kept beside stats.json.
+pub fn table(s: &Stats) -> String {
+    let nt: usize = s.train.iter().sum();
+    let ns: usize = s.test.iter().sum();
+    let mut out = String::from("grade   train  share    test  share  inverse_frequency\n");
+    for g in 0..NUM_CLASSES {
+        out.push_str(&format!(
+            "{g:>5} {:>7} {:>5.1}% {:>7} {:>5.1}%  {:>8.3}\n",
+            s.train[g],
+            100.0 * s.train[g] as f64 / nt.max(1) as f64,
+            s.test[g],
+            100.0 * s.test[g] as f64 / ns.max(1) as f64,
+            s.weights
+                .get("inverse_frequency")
+                .map(|w| w[g])
+                .unwrap_or(0.0)
+        ));
+    }
+    out
+}
+
+/// The weights a training cell asked for: a scheme on the training counts, or its own list.
+pub fn resolve_weights(
+    value: &serde_json::Value,
+    beta: f64,
+    stats: &Stats,
+) -> Result<[f32; NUM_CLASSES]> {
+    let scheme = match value {
+        serde_json::Value::String(s) => {
+            crate::data::class_weights::parse_scheme(s, beta).map_err(anyhow::Error::msg)?
+        }
+        serde_json::Value::Array(a) => {
+            let mut w = [0f32; NUM_CLASSES];
+            for (i, x) in a.iter().enumerate().take(NUM_CLASSES) {
+                w[i] = x.as_f64().unwrap_or(0.0) as f32;
+            }
+            ClassWeights::Explicit(w)
+        }
+        other => anyhow::bail!("invalid class_weights {other}"),
+    };
+    Ok(scheme.compute(&stats.train))
+}

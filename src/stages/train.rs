@@ -1,0 +1,195 @@
+//! `train`: a ResNet trained on the image cache with the study's recipe. Resumable: its
+//! checkpoints live in the entry's scratch directory until the entry is committed.
+
+use super::images::read_index;
+use super::stats::{resolve_weights, Stats};
+use super::{Stage, StageCtx};
+use crate::data::augment::TrainAugment;
+use crate::data::image_cache::ImageCache;
+use crate::data::{loader, Batch};
+use crate::model::{Arch, Pretrained};
+use crate::train::{BatchSource, Schedule, TrainConfig};
+use anyhow::Result;
+use std::path::Path;
+use std::sync::Arc;
+
+pub struct TrainStage;
+
+/// One split of the image cache with its labels.
+pub struct CachedSplit {
+    pub cache: Arc<ImageCache>,
+    pub labels: Arc<Vec<u8>>,
+    pub names: Vec<String>,
+}
+
+impl CachedSplit {
+    pub fn open(dir: &Path) -> Result<CachedSplit> {
+        let cache = ImageCache::open(dir)?;
+        let index = read_index(&dir.join("index.csv"))?;
+        anyhow::ensure!(
+            index.len() == cache.len(),
+            "{}: index and image cache disagree",
+            dir.display()
+        );
+        let (names, labels) = index.into_iter().unzip();
+        Ok(CachedSplit {
+            cache: Arc::new(cache),
+            labels: Arc::new(labels),
+            names,
+        })
+    }
+
+    /// The test transform's batches, in order.
+    pub fn test_batches(
+        &self,
+        batch_size: usize,
+        image_size: u32,
+    ) -> impl Iterator<Item = Batch> + Send {
+        let indices = (0..self.cache.len()).collect();
+        loader::batches(
+            self.cache.clone(),
+            self.labels.clone(),
+            indices,
+            batch_size,
+            loader::Mode::Test {
+                out_size: image_size,
+            },
+            2,
+        )
+    }
+}
+
+struct Source {
+    train: CachedSplit,
+    test: CachedSplit,
+    batch_size: usize,
+    image_size: u32,
+    augment: bool,
+    seed: u64,
+}
+
+impl BatchSource for Source {
+    fn train_batches(&self, epoch: usize) -> Box<dyn Iterator<Item = Batch> + Send + '_> {
+        let mut order = loader::epoch_order(self.train.cache.len(), self.seed, epoch as u64);
+        // A last batch of one image cannot be batch-normalised in train mode (PyTorch refuses
+        // it too): leave that image out of this epoch; the shuffle picks another one next time.
+        if order.len() > 1 && order.len() % self.batch_size == 1 {
+            order.pop();
+        }
+        let mode = if self.augment {
+            loader::Mode::Train {
+                aug: TrainAugment::study(self.image_size),
+                seed: self.seed,
+                epoch: epoch as u64,
+            }
+        } else {
+            loader::Mode::Test {
+                out_size: self.image_size,
+            }
+        };
+        Box::new(loader::batches(
+            self.train.cache.clone(),
+            self.train.labels.clone(),
+            order,
+            self.batch_size,
+            mode,
+            2,
+        ))
+    }
+
+    fn test_batches(&self) -> Box<dyn Iterator<Item = Batch> + Send + '_> {
+        Box::new(self.test.test_batches(self.batch_size, self.image_size))
+    }
+
+    fn train_len(&self) -> usize {
+        let n = self.train.cache.len();
+        n - usize::from(n > 1 && n % self.batch_size == 1)
+    }
+
+    fn test_len(&self) -> usize {
+        self.test.cache.len()
+    }
+}
+
+pub fn pretrained_of(value: &serde_json::Value) -> Pretrained {
+    match value {
+        serde_json::Value::Bool(true) => Pretrained::Hub,
+        serde_json::Value::String(p) => Pretrained::File(p.into()),
+        _ => Pretrained::None,
+    }
+}
+
+impl Stage for TrainStage {
+    fn name(&self) -> &'static str {
+        "train"
+    }
+
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn resumable(&self) -> bool {
+        true
+    }
+
+    fn run(&self, ctx: &StageCtx) -> Result<String> {
+        let model: String = ctx.param("model")?;
+        let arch: Arch = model.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
+        let image_size: u32 = ctx.param("image_size")?;
+        let images = ctx.upstream_dir("images")?;
+        let stats = Stats::read(ctx.upstream_dir("stats")?)?;
+        let class_weights = resolve_weights(
+            &ctx.param("class_weights")?,
+            ctx.param("class_weight_beta")?,
+            &stats,
+        )?;
+        let schedule = match ctx.param::<String>("lr_schedule")?.as_str() {
+            "cosine" => Schedule::Cosine,
+            "step" => Schedule::Step {
+                step_epochs: ctx.param("step_epochs")?,
+                gamma: ctx.param("gamma")?,
+            },
+            _ => Schedule::Constant,
+        };
+        let cfg = TrainConfig {
+            arch,
+            pretrained: pretrained_of(&ctx.param("pretrained")?),
+            epochs: ctx.param("epochs")?,
+            freeze_epochs: ctx.param("freeze_epochs")?,
+            batch_size: ctx.param("batch_size")?,
+            lr: ctx.param("lr")?,
+            momentum: ctx.param("momentum")?,
+            weight_decay: ctx.param("weight_decay")?,
+            nesterov: ctx.param("nesterov")?,
+            schedule,
+            warmup_epochs: ctx.param("warmup_epochs")?,
+            label_smoothing: ctx.param("label_smoothing")?,
+            class_weights,
+            seed: ctx.param("seed")?,
+            device: ctx.param("device")?,
+        };
+        let source = Source {
+            train: CachedSplit::open(&images.join("train"))?,
+            test: CachedSplit::open(&images.join("test"))?,
+            batch_size: cfg.batch_size,
+            image_size,
+            augment: ctx.param("augment")?,
+            seed: cfg.seed,
+        };
+        let work = ctx.out.join("checkpoint");
+        std::fs::create_dir_all(&work)?;
+        let outcome = crate::train::train(&cfg, &source, &work, ctx.out, &ctx.progress)?;
+        // The checkpoint only serves resumption; the committed entry keeps best/last weights.
+        std::fs::remove_dir_all(&work)?;
+        let resumed = outcome
+            .resumed_from
+            .map(|e| format!(", resumed after epoch {e}"))
+            .unwrap_or_default();
+        Ok(format!(
+            "{} epochs, best test accuracy {:.2}% at epoch {}{resumed}",
+            outcome.history.len(),
+            100.0 * outcome.best_test_acc,
+            outcome.best_epoch
+        ))
+    }
+}
