@@ -20,6 +20,7 @@ pub struct TerminalReporter {
     verbosity: Verbosity,
     multi: MultiProgress,
     bars: Mutex<HashMap<usize, ProgressBar>>,
+    tty: bool,
 }
 
 impl TerminalReporter {
@@ -45,12 +46,23 @@ impl TerminalReporter {
             verbosity,
             multi: MultiProgress::with_draw_target(target),
             bars: Mutex::new(HashMap::new()),
+            tty: std::io::IsTerminal::is_terminal(&std::io::stderr()),
         }
     }
 
     fn line(&self, text: String) {
         if self.verbosity > Verbosity::Quiet {
+            self.print(text);
+        }
+    }
+
+    /// Above the bars on a terminal; plainly otherwise (indicatif draws nothing, and prints
+    /// nothing, when stderr is a pipe or a CI log).
+    fn print(&self, text: String) {
+        if self.tty {
             let _ = self.multi.println(text);
+        } else {
+            eprintln!("{text}");
         }
     }
 
@@ -82,6 +94,13 @@ impl TerminalReporter {
             }
             ProgressUpdate::Finish => {
                 if let Some(b) = bars.remove(&id) {
+                    // Without a terminal there are no bars: a line per finished phase (e.g.
+                    // per training epoch) keeps a log readable.
+                    if !self.tty && self.verbosity > Verbosity::Quiet {
+                        let msg = b.message();
+                        let sep = if msg.is_empty() { "" } else { ": " };
+                        eprintln!("           {}{sep}{msg}", b.prefix());
+                    }
                     b.finish_and_clear()
                 }
             }
@@ -134,9 +153,7 @@ impl crate::exec::Listener for TerminalReporter {
             }
             Event::Failed { id, error } => {
                 self.clear_bar(id);
-                let _ = self
-                    .multi
-                    .println(format!("  FAILED   {}: {error}", self.labels[id]));
+                self.print(format!("  FAILED   {}: {error}", self.labels[id]));
             }
             Event::Skipped {
                 id,

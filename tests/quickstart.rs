@@ -20,7 +20,7 @@ fn tiny_experiment(dir: &Path) -> PathBuf {
         .replace("images = 400", "images = 60")
         .replace("size = 128", "size = 64")
         .replace("image_size = 64", "image_size = 32")
-        .replace("batch_size = 32", "batch_size = 8")
+        .replace("batch_size = 16", "batch_size = 8")
         .replace("epochs = 6", "epochs = 2");
     assert!(
         text.contains("images = 60") && text.contains("epochs = 2"),
@@ -186,7 +186,7 @@ fn quickstart_end_to_end_then_cached_then_partial_rerun() {
     );
     let plan = plan_json(dir, &exp, &["lr=0.05"]);
     let train = plan.iter().find(|r| r["stage"] == "train").unwrap();
-    assert_eq!(train["reason"], "param lr changed: 0.02 -> 0.05");
+    assert_eq!(train["reason"], "param lr changed: 0.005 -> 0.05");
     ok(drpipe(dir, &["run", exp_s, "--set", "title=Tiny", "-q"]));
     assert!(to_run(&plan_json(dir, &exp, &["title=Tiny"])).is_empty());
     let shown = ok(drpipe(dir, &["show", "quickstart"]));
@@ -213,4 +213,142 @@ fn malformed_experiment_fails_before_anything_runs() {
         !dir.join("outputs/cache/dataset").exists(),
         "nothing may run"
     );
+}
+
+/// "done in 1.2s: 3 ran, 8 cached" -> (3, 8)
+fn ran_cached(stderr: &str) -> (usize, usize) {
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("done in"))
+        .unwrap_or_else(|| panic!("no summary line in {stderr}"));
+    // "done in 1.2s: 3 ran, 8 cached. Results: /path" (the path may hold digits too)
+    let counts = line.split(": ").nth(1).unwrap().split(". Results").next().unwrap();
+    let num = |word: &str| -> usize {
+        let part = counts
+            .split(", ")
+            .find(|p| p.ends_with(word))
+            .unwrap_or_else(|| panic!("{line}"));
+        part.split(' ').next().unwrap().parse().unwrap()
+    };
+    (num("ran"), num("cached"))
+}
+
+#[test]
+fn two_runs_started_together_both_succeed_and_build_each_entry_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let exp = tiny_experiment(dir);
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_drpipe"))
+            .current_dir(dir)
+            .args(["run", exp.to_str().unwrap()])
+            .env("DRPIPE_OUTPUTS", dir.join("outputs"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    let (ea, eb) = (
+        String::from_utf8_lossy(&a.stderr).into_owned(),
+        String::from_utf8_lossy(&b.stderr).into_owned(),
+    );
+    assert!(a.status.success() && b.status.success(), "{ea}\n---\n{eb}");
+    let ((ran_a, cached_a), (ran_b, cached_b)) = (ran_cached(&ea), ran_cached(&eb));
+    let instances = plan_json(dir, &exp, &[]).len();
+    assert_eq!(ran_a + cached_a, instances);
+    assert_eq!(ran_b + cached_b, instances);
+    assert_eq!(
+        ran_a + ran_b,
+        instances,
+        "every entry built by exactly one of the two runs\n{ea}\n---\n{eb}"
+    );
+    assert!(
+        ea.contains("waiting")
+            || eb.contains("waiting")
+            || ea.contains("reused")
+            || eb.contains("reused"),
+        "{ea}\n---\n{eb}"
+    );
+}
+
+#[test]
+fn predict_grades_good_images_and_reports_broken_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let exp = tiny_experiment(dir);
+    ok(drpipe(
+        dir,
+        &[
+            "run",
+            exp.to_str().unwrap(),
+            "-q",
+            "--set",
+            "matrix.class_weights=[\"none\"]",
+        ],
+    ));
+    let cell = dir.join("outputs/experiments/quickstart/cells/default");
+    // Two good images from the generated set, one broken file, one missing.
+    let images = cell.join("dataset/data/train");
+    let audit = std::fs::read_to_string(cell.join("audit/audit.csv")).unwrap();
+    let ok_names: Vec<&str> = audit
+        .lines()
+        .filter(|l| l.contains(",ok,"))
+        .map(|l| l.split(',').next().unwrap())
+        .take(2)
+        .collect();
+    let good: Vec<PathBuf> = ok_names
+        .iter()
+        .map(|n| images.join(format!("{n}.jpeg")))
+        .collect();
+    let broken = dir.join("broken.jpeg");
+    std::fs::write(&broken, b"\xFF\xD8 this is not a picture").unwrap();
+    let missing = dir.join("missing.jpeg");
+    let args: Vec<String> = ["predict", "--cell", cell.to_str().unwrap()]
+        .iter()
+        .map(|s| s.to_string())
+        .chain(
+            [&good[0], &broken, &good[1], &missing]
+                .iter()
+                .map(|p| p.display().to_string()),
+        )
+        .collect();
+    let out = drpipe(dir, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "broken images make the exit status non-zero"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let rows: Vec<&str> = stdout.lines().collect();
+    assert_eq!(rows[0], "image,pred,p0,p1,p2,p3,p4");
+    assert_eq!(rows.len(), 3, "a row for each good image only: {stdout}");
+    for (row, path) in rows[1..].iter().zip(&good) {
+        let f: Vec<&str> = row.split(',').collect();
+        assert_eq!(f[0], path.display().to_string());
+        let p: Vec<f64> = f[2..].iter().map(|x| x.parse().unwrap()).collect();
+        assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-4, "{row}");
+        let pred: usize = f[1].parse().unwrap();
+        assert!(p.iter().all(|&x| x <= p[pred]), "pred is the argmax: {row}");
+    }
+    assert!(
+        stderr.contains("broken.jpeg") && stderr.contains("missing.jpeg"),
+        "{stderr}"
+    );
+    // --logits prints raw logits instead.
+    let out = drpipe(
+        dir,
+        &[
+            "predict",
+            "--cell",
+            cell.to_str().unwrap(),
+            "--logits",
+            good[0].to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .starts_with("image,pred,logit0,logit1,logit2,logit3,logit4\n"));
 }

@@ -121,6 +121,7 @@ impl World {
             &PlanOptions {
                 force: &[],
                 outputs: &self.outputs(),
+                progress: drpipe::Progress::hidden(),
             },
         )
         .unwrap()
@@ -155,6 +156,7 @@ fn run_in(
         &PlanOptions {
             force: &[],
             outputs,
+            progress: drpipe::Progress::hidden(),
         },
     )
     .unwrap();

@@ -110,11 +110,18 @@ impl FileHasher {
     }
 
     /// Hash many files in parallel; a missing file hashes to "missing" (the audit reports it).
-    pub fn hash_all(&self, paths: &[PathBuf]) -> Vec<String> {
-        paths
+    pub fn hash_all(&self, paths: &[PathBuf], progress: &crate::Progress) -> Vec<String> {
+        progress.start("hash inputs", paths.len() as u64);
+        let hashes = paths
             .par_iter()
-            .map(|p| self.hash(p).unwrap_or_else(|_| "missing".to_string()))
-            .collect()
+            .map(|p| {
+                let h = self.hash(p).unwrap_or_else(|_| "missing".to_string());
+                progress.inc(1);
+                h
+            })
+            .collect();
+        progress.finish();
+        hashes
     }
 
     /// Persist the memo (atomically; concurrent runs may overwrite each other's additions,
@@ -160,6 +167,9 @@ mod tests {
             blake3::hash(b"two!").to_hex().to_string()
         );
         assert_eq!(h.reads(), 1);
-        assert_eq!(h.hash_all(&[dir.path().join("nope")]), ["missing"]);
+        assert_eq!(
+            h.hash_all(&[dir.path().join("nope")], &crate::Progress::hidden()),
+            ["missing"]
+        );
     }
 }

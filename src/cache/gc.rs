@@ -37,9 +37,9 @@ pub fn collect(store: &Store, keep: &HashSet<(String, String)>, dry_run: bool) -
         }
         let bytes = dir_size(&dir);
         if !dry_run {
+            // Lock files are never deleted: a process waiting on one must keep the same file.
             let _lock = store.lock(&stage, &key, || {})?;
             std::fs::remove_dir_all(&dir)?;
-            let _ = std::fs::remove_file(store.root().join(&stage).join(format!(".{key}.lock")));
         }
         report.freed_bytes += bytes;
         report.removed.push((stage, key, bytes));
@@ -48,13 +48,18 @@ pub fn collect(store: &Store, keep: &HashSet<(String, String)>, dry_run: bool) -
         if keep.contains(&(stage.clone(), key.clone())) {
             continue;
         }
+        // Held for the deletion, so a run cannot start resuming this build meanwhile; a
+        // build in progress holds it, and is left alone.
         let lock_path = store.root().join(&stage).join(format!(".{key}.lock"));
-        let busy = std::fs::File::options()
+        let Ok(file) = std::fs::File::options()
             .write(true)
+            .create(true)
+            .truncate(false)
             .open(&lock_path)
-            .map(|f| f.try_lock().is_err())
-            .unwrap_or(false);
-        if busy {
+        else {
+            continue;
+        };
+        if file.try_lock().is_err() {
             continue;
         }
         let bytes = dir_size(&dir);
@@ -67,6 +72,29 @@ pub fn collect(store: &Store, keep: &HashSet<(String, String)>, dry_run: bool) -
             .push((stage, format!("{key} (unfinished)"), bytes));
     }
     Ok(report)
+}
+
+/// (stage, key) of every cache entry an experiment's view links to, under `outputs/experiments`.
+pub fn linked_entries(experiments: &Path) -> Vec<(String, String)> {
+    let mut links = Vec::new();
+    let mut dirs = vec![experiments.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if let Ok(target) = std::fs::read_link(&p) {
+                let mut parts = target.components().rev();
+                if let (Some(key), Some(stage)) = (parts.next(), parts.next()) {
+                    links.push((
+                        stage.as_os_str().to_string_lossy().into_owned(),
+                        key.as_os_str().to_string_lossy().into_owned(),
+                    ));
+                }
+            } else if p.is_dir() {
+                dirs.push(p);
+            }
+        }
+    }
+    links
 }
 
 fn partials(store: &Store) -> Result<Vec<(String, String, PathBuf)>> {

@@ -41,13 +41,15 @@ impl Store {
         let version = root.join("VERSION");
         match std::fs::read_to_string(&version) {
             Ok(v) if v.trim() == LAYOUT_VERSION => {}
+            // Another process is creating the store right now (write_atomic makes this rare).
+            Ok(v) if v.trim().is_empty() => {}
             Ok(v) => anyhow::bail!(
                 "{} was written by a drpipe with cache layout {} (this one uses {LAYOUT_VERSION}); \
                  move it away or use another --outputs",
                 root.display(),
                 v.trim()
             ),
-            Err(_) => std::fs::write(&version, format!("{LAYOUT_VERSION}\n"))?,
+            Err(_) => write_atomic(&version, format!("{LAYOUT_VERSION}\n").as_bytes())?,
         }
         Ok(Store { root })
     }

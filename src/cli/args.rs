@@ -38,7 +38,7 @@ pub enum Command {
     Plan(PlanArgs),
     /// Print an experiment's results table (or list experiments).
     Show(ShowArgs),
-    /// Delete cache entries that no experiment file references.
+    /// Delete cache entries that no experiment file or last run references.
     Gc(GcArgs),
     /// Audit a data folder (lab or Kaggle layout): ok, repaired and dropped images.
     Audit(AuditArgs),

@@ -1,4 +1,5 @@
-//! `drpipe gc`: delete cache entries no experiment file references.
+//! `drpipe gc`: delete cache entries that neither an experiment file's current plan nor an
+//! experiment's last run (its view under outputs/experiments) references.
 
 use super::{args::GcArgs, CliError, CliResult, Env, EXIT_USAGE};
 use crate::cache::gc;
@@ -30,20 +31,22 @@ pub fn run(env: &Env, args: GcArgs) -> CliResult {
             &PlanOptions {
                 force: &[],
                 outputs: &env.outputs,
+                progress: super::progress_bar(env),
             },
         ) {
             Ok(p) => keep.extend(p.instances.iter().map(|i| (i.stage.clone(), i.key.clone()))),
-            Err(e) => {
-                // E.g. its real data is not mounted here: it cannot say what it needs now, so
-                // keep whatever its last run produced.
-                eprintln!(
-                    "warning: cannot plan {} ({e:#}); keeping the entries its last run linked",
-                    f.display()
-                );
-                keep.extend(linked_entries(&plan::view_dir(&env.outputs, &exp.name)));
-            }
+            // E.g. its real data is not mounted here: it cannot say what it needs now; what its
+            // last run linked is kept below.
+            Err(e) => eprintln!(
+                "warning: cannot plan {} ({e:#}); keeping what its last run produced",
+                f.display()
+            ),
         }
     }
+    // What the last run of each experiment produced stays too, with or without --set: gc
+    // removes what has been superseded, never the results a person is looking at.
+    keep.extend(gc::linked_entries(&env.outputs.join("experiments")));
+    let _ = hasher.save();
     let report = gc::collect(&store, &keep, args.dry_run)?;
     let verb = if args.dry_run {
         "would delete"
@@ -66,29 +69,6 @@ pub fn run(env: &Env, args: GcArgs) -> CliResult {
         files.len()
     );
     Ok(())
-}
-
-/// (stage, key) of every cache entry an experiment's view links to.
-fn linked_entries(view: &std::path::Path) -> Vec<(String, String)> {
-    let mut links = Vec::new();
-    let mut dirs = vec![view.to_path_buf()];
-    while let Some(d) = dirs.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if let Ok(target) = std::fs::read_link(&p) {
-                let mut parts = target.components().rev();
-                if let (Some(key), Some(stage)) = (parts.next(), parts.next()) {
-                    links.push((
-                        stage.as_os_str().to_string_lossy().into_owned(),
-                        key.as_os_str().to_string_lossy().into_owned(),
-                    ));
-                }
-            } else if p.is_dir() {
-                dirs.push(p);
-            }
-        }
-    }
-    links
 }
 
 pub fn human(bytes: u64) -> String {

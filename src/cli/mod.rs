@@ -55,7 +55,8 @@ pub fn dispatch(cli: args::Cli) -> i32 {
         Verbosity::Normal
     };
     let env = Env {
-        outputs: cli.outputs,
+        // Absolute, so that paths recorded inside cache entries stay valid from any directory.
+        outputs: std::path::absolute(&cli.outputs).unwrap_or(cli.outputs),
         verbosity,
     };
     let result = match cli.command {
@@ -104,4 +105,38 @@ pub fn load_experiment(
     registry: &Registry,
 ) -> Result<Experiment, CliError> {
     Ok(crate::spec::load(path, sets, &registry.names())?)
+}
+
+/// A progress bar on stderr for one-off commands (hidden with -q).
+pub fn progress_bar(env: &Env) -> crate::Progress {
+    if env.verbosity == Verbosity::Quiet {
+        return crate::Progress::hidden();
+    }
+    let bar: std::sync::Arc<std::sync::Mutex<Option<indicatif::ProgressBar>>> =
+        std::sync::Arc::new(std::sync::Mutex::new(None));
+    crate::Progress::new(move |u| {
+        let mut b = bar.lock().expect("bar");
+        match u {
+            crate::progress::ProgressUpdate::Start { label, total } => {
+                let pb = indicatif::ProgressBar::new(total);
+                pb.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{prefix} {wide_bar} {pos}/{len} {per_sec} eta {eta}",
+                    )
+                    .expect("template"),
+                );
+                pb.set_prefix(label);
+                *b = Some(pb);
+            }
+            crate::progress::ProgressUpdate::Inc(n) => b.iter().for_each(|pb| pb.inc(n)),
+            crate::progress::ProgressUpdate::Message(m) => {
+                b.iter().for_each(|pb| pb.set_message(m.clone()))
+            }
+            crate::progress::ProgressUpdate::Finish => {
+                if let Some(pb) = b.take() {
+                    pb.finish_and_clear()
+                }
+            }
+        }
+    })
 }

@@ -1,7 +1,36 @@
 //! `drpipe plan FILE`: what `run` would do and why, without running anything.
 
-use super::{args::PlanArgs, load_experiment, CliResult, Env};
-use crate::plan::{self, PlanOptions, Status};
+use super::{args::PlanArgs, load_experiment, CliError, CliResult, Env, EXIT_USAGE};
+use crate::cache::{FileHasher, Store};
+use crate::plan::{self, Plan, PlanOptions, Status};
+use crate::spec::Experiment;
+use crate::stages::Registry;
+
+/// Plan with a progress bar for input hashing (a first run on a large data set hashes every
+/// image); planning fails only on bad input (a missing data folder, a malformed list file, an
+/// unknown --force stage), so its errors exit with the usage status.
+pub fn build_plan(
+    env: &Env,
+    exp: &Experiment,
+    registry: &Registry,
+    store: &Store,
+    hasher: &FileHasher,
+    force: &[String],
+) -> Result<Plan, CliError> {
+    let opts = PlanOptions {
+        force,
+        outputs: &env.outputs,
+        progress: super::progress_bar(env),
+    };
+    let p = plan::build(exp, registry, store, hasher, &opts).map_err(|e| CliError {
+        message: format!("error: {e:#}"),
+        code: EXIT_USAGE,
+    })?;
+    if let Err(e) = hasher.save() {
+        eprintln!("warning: could not save the file-hash memo: {e:#}");
+    }
+    Ok(p)
+}
 
 pub fn run(env: &Env, args: PlanArgs) -> CliResult {
     let registry = crate::stages::builtin();
@@ -9,17 +38,7 @@ pub fn run(env: &Env, args: PlanArgs) -> CliResult {
     let exp = load_experiment(&a.file, &a.sets, &registry)?;
     let store = env.store()?;
     let hasher = env.hasher(&store);
-    let p = plan::build(
-        &exp,
-        &registry,
-        &store,
-        &hasher,
-        &PlanOptions {
-            force: &a.force,
-            outputs: &env.outputs,
-        },
-    )?;
-    let _ = hasher.save();
+    let p = build_plan(env, &exp, &registry, &store, &hasher, &a.force)?;
     let rows = p.rows();
     if args.json {
         println!(

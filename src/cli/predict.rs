@@ -4,13 +4,18 @@
 use super::{args::PredictArgs, CliError, CliResult, Env, EXIT_FAILED, EXIT_USAGE};
 use crate::cache::Manifest;
 use crate::data::augment::test_transform;
+use crate::data::image_cache::{decode_square, Preprocess};
 use crate::model::{self, Arch};
+use crate::stages::images::cache_side;
 use std::path::PathBuf;
 
 struct Resolved {
     arch: Arch,
     weights: PathBuf,
     size: u32,
+    /// The decoded side and preprocessing the cell's images were cached with.
+    cache_size: u32,
+    preprocess: Preprocess,
 }
 
 fn resolve(args: &PredictArgs) -> Result<Resolved, CliError> {
@@ -35,36 +40,58 @@ fn resolve(args: &PredictArgs) -> Result<Resolved, CliError> {
             .get("image_size")
             .and_then(|v| v.as_u64())
             .unwrap_or(224) as u32;
+        // Grade as the cell was evaluated: same weights, cache side and preprocessing.
+        let checkpoint = Manifest::read(&cell.join("evaluate"))
+            .ok()
+            .and_then(|m| {
+                m.params
+                    .get("checkpoint")
+                    .and_then(|v| v.as_str().map(String::from))
+            })
+            .unwrap_or_else(|| "best".into());
+        let images = Manifest::read(&cell.join("images")).map_err(|e| usage(format!("{e:#}")))?;
+        let cache_size = images
+            .params
+            .get("cache_size")
+            .and_then(|v| v.as_u64())
+            .unwrap_or(0) as u32;
+        let preprocess = images
+            .params
+            .get("preprocess")
+            .and_then(|v| v.as_str())
+            .unwrap_or("none");
+        let size = args.size.unwrap_or(size);
         return Ok(Resolved {
             arch: arch.parse().map_err(|e| usage(format!("{e}")))?,
-            weights: train.join("best.safetensors"),
-            size: args.size.unwrap_or(size),
+            weights: train.join(format!("{checkpoint}.safetensors")),
+            size,
+            cache_size: cache_side(size, cache_size),
+            preprocess: preprocess.parse().map_err(|e| usage(format!("{e}")))?,
         });
     }
     let arch = args
         .arch
         .as_deref()
         .ok_or_else(|| usage("--arch is required with --weights".into()))?;
+    let size = args.size.unwrap_or(224);
     Ok(Resolved {
         arch: arch.parse().map_err(|e| usage(format!("{e}")))?,
         weights: args
             .weights
             .clone()
             .ok_or_else(|| usage("give --cell or --weights".into()))?,
-        size: args.size.unwrap_or(224),
+        size,
+        cache_size: cache_side(size, 0),
+        preprocess: Preprocess::None,
     })
 }
 
-/// Decode, resize the short side and centre-crop to `size`, then the test transform.
-fn load_image(path: &std::path::Path, size: u32) -> anyhow::Result<Vec<f32>> {
-    let side = crate::stages::images::cache_side(size, 0);
-    let rgb = crate::data::image_cache::decode_square(
-        path,
-        side,
-        crate::data::image_cache::Preprocess::None,
-    )?;
-    let mut out = vec![0f32; 3 * (size * size) as usize];
-    test_transform(&rgb, side, size, &mut out);
+/// Decode, resize the short side and centre-crop as the image cache does, then the test
+/// transform: the same path an image takes through the evaluate stage.
+fn load_image(path: &std::path::Path, r: &Resolved) -> anyhow::Result<Vec<f32>> {
+    let rgb = decode_square(path, r.cache_size, r.preprocess)?;
+    let mut out = vec![0f32; 3 * (r.size * r.size) as usize];
+    test_transform(&rgb, r.cache_size, r.size, &mut out);
     Ok(out)
 }
 
@@ -82,7 +109,7 @@ pub fn run(_env: &Env, args: PredictArgs) -> CliResult {
     );
     let mut failures = 0;
     for path in &args.images {
-        let row = load_image(path, r.size).and_then(|x| {
+        let row = load_image(path, &r).and_then(|x| {
             if args.logits {
                 model::predict_logits(&net, &x, 1, r.size as usize, &device, false)
             } else {

@@ -2,8 +2,8 @@
 
 use super::{args::RunArgs, load_experiment, CliError, CliResult, Env, EXIT_FAILED};
 use crate::exec::{self, ExecOptions};
-use crate::plan::{self, PlanOptions};
-use crate::reporter::{TerminalReporter, Verbosity};
+use crate::plan;
+use crate::reporter::TerminalReporter;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -14,16 +14,7 @@ pub fn run(env: &Env, args: RunArgs) -> CliResult {
     let exp = load_experiment(&a.file, &a.sets, &registry)?;
     let store = env.store()?;
     let hasher = env.hasher(&store);
-    let p = plan::build(
-        &exp,
-        &registry,
-        &store,
-        &hasher,
-        &PlanOptions {
-            force: &a.force,
-            outputs: &env.outputs,
-        },
-    )?;
+    let p = super::plan::build_plan(env, &exp, &registry, &store, &hasher, &a.force)?;
     let to_run = p.to_run();
     env.say(format!(
         "{}: {} cell(s), {} stage instance(s), {} to run",
@@ -73,11 +64,27 @@ pub fn run(env: &Env, args: RunArgs) -> CliResult {
         outcome.cached,
         view.display()
     ));
-    if let Some(table) = super::show::report_table(&view) {
-        // The table is the result: printed even with -q.
-        if env.verbosity >= Verbosity::Quiet {
-            println!("{table}");
-        }
+    prune_stale_cells(&view, &exp);
+    // This run's own report (the view may meanwhile point at a concurrent run's).
+    let report = p.instances.iter().find(|i| i.uses == "report");
+    if let Some(table) =
+        report.and_then(|r| super::show::report_table_in(&store.entry_dir(&r.stage, &r.key)))
+    {
+        println!("{table}"); // the result: printed even with -q
     }
     Ok(())
+}
+
+/// Remove view links of cells the experiment no longer has (their cache entries stay until
+/// `drpipe gc`).
+fn prune_stale_cells(view: &std::path::Path, exp: &crate::spec::Experiment) {
+    let Ok(dirs) = std::fs::read_dir(view.join("cells")) else {
+        return;
+    };
+    for d in dirs.flatten() {
+        let name = d.file_name().to_string_lossy().into_owned();
+        if !exp.cells.iter().any(|c| c.name == name) {
+            let _ = std::fs::remove_dir_all(d.path());
+        }
+    }
 }

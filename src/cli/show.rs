@@ -7,7 +7,12 @@ use std::path::Path;
 pub const TABLE_FILE: &str = "table.txt";
 
 pub fn report_table(view: &Path) -> Option<String> {
-    std::fs::read_to_string(view.join("report").join(TABLE_FILE)).ok()
+    report_table_in(&view.join("report"))
+}
+
+/// The table of a report entry.
+pub fn report_table_in(report: &Path) -> Option<String> {
+    std::fs::read_to_string(report.join(TABLE_FILE)).ok()
 }
 
 pub fn run(env: &Env, args: ShowArgs) -> CliResult {

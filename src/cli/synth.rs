@@ -23,7 +23,7 @@ pub fn run(env: &Env, args: SynthArgs) -> CliResult {
             code: EXIT_USAGE,
         });
     }
-    let bar = super::audit::bar(env);
+    let bar = super::progress_bar(env);
     let summary = synthetic::generate(
         &args.out,
         &SynthSpec {

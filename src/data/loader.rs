@@ -128,7 +128,21 @@ pub struct BatchIter {
 impl Iterator for BatchIter {
     type Item = Batch;
     fn next(&mut self) -> Option<Batch> {
-        self.rx.as_ref()?.recv().ok()
+        match self.rx.as_ref()?.recv() {
+            Ok(batch) => Some(batch),
+            Err(_) => {
+                // The producer is done; if it panicked, the epoch is incomplete: re-raise here
+                // rather than let training silently see fewer images (the executor turns the
+                // panic into a stage failure).
+                self.rx = None;
+                if let Some(h) = self.handle.take() {
+                    if let Err(panic) = h.join() {
+                        std::panic::resume_unwind(panic);
+                    }
+                }
+                None
+            }
+        }
     }
 }
 

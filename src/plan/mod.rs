@@ -78,6 +78,8 @@ pub fn view_link(view: &Path, stage: &str, cell: Option<&str>) -> PathBuf {
 pub struct PlanOptions<'a> {
     pub force: &'a [String],
     pub outputs: &'a Path,
+    /// Reports the hashing of input files (slow only the first time: hashes are memoised).
+    pub progress: crate::Progress,
 }
 
 pub fn build(
@@ -113,18 +115,10 @@ pub fn build(
         let stage = registry
             .get(&decl.uses)
             .ok_or_else(|| anyhow!("no stage implementation `{}`", decl.uses))?;
-        let declares_dataset = decl.params.iter().any(|p| p == "dataset");
-        let inputs = match input_cache.get(&decl.uses) {
-            Some(i) => i.clone(),
-            None => {
-                let paths = stage.inputs(&exp.dataset)?;
-                let hashes = hasher.hash_all(&paths);
-                let i: Vec<_> = paths.into_iter().zip(hashes).collect();
-                input_cache.insert(decl.uses.clone(), i.clone());
-                i
-            }
-        };
-        let inputs_digest = key::inputs_digest(&inputs);
+        let declares_dataset = decl
+            .params
+            .iter()
+            .any(|p| p == "dataset" || p.starts_with("dataset."));
         // (cells, params, upstream) per instance before deduplication by key.
         let groups: Vec<(
             Vec<String>,
@@ -165,6 +159,19 @@ pub fn build(
                 .collect(),
         };
         for (cells, params, upstream) in groups {
+            // Inputs depend on the stage and its parameters (e.g. a pretrained weights file).
+            let memo_key = format!("{}\t{}", decl.uses, serde_json::to_string(&params)?);
+            let inputs = match input_cache.get(&memo_key) {
+                Some(i) => i.clone(),
+                None => {
+                    let paths = stage.inputs(&params, &exp.dataset)?;
+                    let hashes = hasher.hash_all(&paths, &opts.progress);
+                    let i: Vec<_> = paths.into_iter().zip(hashes).collect();
+                    input_cache.insert(memo_key, i.clone());
+                    i
+                }
+            };
+            let inputs_digest = key::inputs_digest(&inputs);
             let upstream_keys: BTreeMap<String, String> = upstream
                 .iter()
                 .map(|(id, cell)| {
@@ -255,6 +262,13 @@ fn declared_params(
         .map(|p| {
             let v = if p == "dataset" {
                 exp.dataset.canonical()
+            } else if let Some(key) = p.strip_prefix("dataset.") {
+                // Keys that do not apply to this source (e.g. `images` for real data) are null.
+                exp.dataset
+                    .canonical()
+                    .get(key)
+                    .cloned()
+                    .unwrap_or(Json::Null)
             } else {
                 cell.get(p).cloned().unwrap_or(Json::Null)
             };

@@ -115,10 +115,12 @@ pub fn parse(table: &Table, table_origin: &Origin, base: &Path) -> Result<Datase
             origin,
         }) => {
             let p = PathBuf::from(s);
-            Some(match origin {
+            let p = match origin {
                 Origin::File { .. } if p.is_relative() => base.join(p),
                 _ => p,
-            })
+            };
+            // Absolute: the root is recorded in listings and cache keys, read from any cwd.
+            Some(std::path::absolute(&p).unwrap_or(p))
         }
         Some(n) => {
             return Err(SpecError::at(

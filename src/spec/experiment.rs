@@ -146,8 +146,16 @@ pub fn load(
         .key_origin("matrix")
         .cloned()
         .unwrap_or(file_origin.clone());
+    // The report's title defaults to the experiment's name; resolved here so that it is part
+    // of the report's cache key (a renamed copy of an experiment gets its own report).
+    if params.get("title").and_then(|t| t.as_str()) == Some("") {
+        params.insert("title".into(), Json::from(name.clone()));
+    }
     let cells = matrix::expand(&params, &matrix, &matrix_origin)?;
     check_experiment_scope(&pipeline, &cells)?;
+    for cell in &cells {
+        check_cell(cell, &doc, &file_origin)?;
+    }
     Ok(Experiment {
         name,
         path: path.to_path_buf(),
@@ -157,6 +165,39 @@ pub fn load(
         params,
         cells,
     })
+}
+
+/// Rules that span parameters, checked for every cell before anything runs.
+fn check_cell(cell: &Cell, doc: &Table, file_origin: &Origin) -> Result<(), SpecError> {
+    let int = |k: &str| cell.params.get(k).and_then(|v| v.as_i64()).unwrap_or(0);
+    let num = |k: &str| cell.params.get(k).and_then(|v| v.as_f64()).unwrap_or(0.0);
+    // Point at where the offending value was written: [params], else the matrix, else the file.
+    let at = |k: &str| {
+        let in_table = |t: &str| match doc.get(t) {
+            Some(Node {
+                value: Value::Table(t),
+                ..
+            }) => t.key_origin(k).cloned(),
+            _ => None,
+        };
+        in_table("params")
+            .or_else(|| in_table("matrix"))
+            .unwrap_or_else(|| file_origin.clone())
+    };
+    if int("freeze_epochs") > int("epochs") {
+        return Err(SpecError::at(&at("freeze_epochs"), format!(
+            "cell `{}`: freeze_epochs ({}) is more than epochs ({})", cell.name, int("freeze_epochs"), int("epochs")
+        ))
+        .help("the first freeze_epochs epochs train only fc: set freeze_epochs <= epochs (0 fine-tunes from the start)"));
+    }
+    if cell.params.get("nesterov") == Some(&Json::Bool(true)) && num("momentum") == 0.0 {
+        return Err(SpecError::at(
+            &at("nesterov"),
+            format!("cell `{}`: nesterov needs momentum > 0", cell.name),
+        )
+        .help("set momentum (the study uses 0.9) or nesterov = false"));
+    }
+    Ok(())
 }
 
 /// A once-per-experiment stage cannot read a parameter that differs between cells.

@@ -67,6 +67,7 @@ pub const PARAMS: &[ParamDef] = &[
     ParamDef { name: "device", kind: Kind::Device, default: "\"auto\"", help: "auto, cpu or cuda:N" },
     ParamDef { name: "seed", kind: Kind::Int { min: 0 }, default: "0", help: "seed of initialisation, shuffling and augmentation" },
     ParamDef { name: "tta", kind: Kind::Bool, default: "false", help: "evaluate with horizontal-flip test-time augmentation" },
+    ParamDef { name: "checkpoint", kind: Kind::Choice(&["best", "last"]), default: "\"best\"", help: "weights to evaluate: best test accuracy during training (the study's choice) or the last epoch" },
     ParamDef { name: "title", kind: Kind::Str, default: "\"\"", help: "report title (report only)" },
 ];
 

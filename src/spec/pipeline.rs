@@ -25,7 +25,8 @@ pub struct StageDecl {
     pub uses: String,
     pub after: Vec<String>,
     pub scope: Scope,
-    /// Parameter names, plus `dataset` for the whole `[dataset]` table.
+    /// Parameter names, plus `dataset` for the whole `[dataset]` table or `dataset.KEY` for
+    /// one of its keys.
     pub params: Vec<String>,
     pub origin: Origin,
 }
@@ -84,6 +85,22 @@ pub fn load(path: &Path, implementations: &[&str]) -> Result<Pipeline, SpecError
                     None => err.help(format!("stages in this pipeline: {}", names.join(", "))),
                 });
             }
+        }
+    }
+    for decl in decls.iter().filter(|d| d.scope != Scope::Experiment) {
+        if let Some(after) = decl.after.iter().find(|a| {
+            decls
+                .iter()
+                .any(|d| &d.name == *a && d.scope == Scope::Experiment)
+        }) {
+            return Err(SpecError::at(
+                &decl.origin,
+                format!(
+                    "stage `{}` runs per cell but after `{after}`, which runs once per experiment",
+                    decl.name
+                ),
+            )
+            .help("a per-cell or dataset stage can only run after per-cell or dataset stages"));
         }
     }
     let stages = topological_order(decls)?;
@@ -183,7 +200,16 @@ fn parse_stage(
                 unreachable!()
             };
             for (param, item) in list.iter().zip(items) {
-                if param != "dataset" && params::lookup(param).is_none() {
+                let dataset_key = param.strip_prefix("dataset.");
+                if let Some(key) = dataset_key {
+                    if !super::dataset::KEYS.contains(&key) {
+                        return Err(SpecError::at(
+                            &item.origin,
+                            format!("unknown dataset key `{param}`"),
+                        )
+                        .help(format!("dataset keys: {}", super::dataset::KEYS.join(", "))));
+                    }
+                } else if param != "dataset" && params::lookup(param).is_none() {
                     return Err(params::unknown_param(param, &item.origin));
                 }
             }

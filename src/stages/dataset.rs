@@ -31,7 +31,11 @@ impl Stage for DatasetStage {
 
     /// Real data: the list files and every listed image, so that a changed, added or removed
     /// image reruns what depends on it (hashes are memoised by size and mtime).
-    fn inputs(&self, dataset: &DatasetSpec) -> Result<Vec<PathBuf>> {
+    fn inputs(
+        &self,
+        _params: &std::collections::BTreeMap<String, serde_json::Value>,
+        dataset: &DatasetSpec,
+    ) -> Result<Vec<PathBuf>> {
         let (Some(kind), Some(root)) = (kind(dataset.source), dataset.root.as_ref()) else {
             return Ok(Vec::new());
         };

@@ -26,7 +26,10 @@ impl Stage for EvaluateStage {
         let image_size: u32 = ctx.param("image_size")?;
         let tta: bool = ctx.param("tta")?;
         let device = model::select_device(&ctx.param::<String>("device")?)?;
-        let weights = ctx.upstream_dir("train")?.join("best.safetensors");
+        let checkpoint: String = ctx.param("checkpoint")?;
+        let weights = ctx
+            .upstream_dir("train")?
+            .join(format!("{checkpoint}.safetensors"));
         let net = model::load_for_inference(arch, &weights, &device)?;
         let test = CachedSplit::open(&ctx.upstream_dir("images")?.join("test"))?;
         ctx.progress.start("evaluate", test.names.len() as u64);

@@ -16,8 +16,13 @@ pub trait Stage: Send + Sync {
     fn name(&self) -> &'static str;
     /// Bump when the stage's output for the same inputs changes: old entries then rerun.
     fn version(&self) -> u32;
-    /// Files outside the cache this stage reads; their content hashes enter its cache key.
-    fn inputs(&self, _dataset: &DatasetSpec) -> Result<Vec<PathBuf>> {
+    /// Files outside the cache this stage reads, given its declared parameters; their content
+    /// hashes enter its cache key.
+    fn inputs(
+        &self,
+        _params: &BTreeMap<String, Json>,
+        _dataset: &DatasetSpec,
+    ) -> Result<Vec<PathBuf>> {
         Ok(Vec::new())
     }
     /// Whether a killed run may continue from what it left in its scratch directory

@@ -21,6 +21,10 @@ pub struct Stats {
     pub test: [usize; NUM_CLASSES],
     /// Weights of every named scheme on the training counts (effective_number at beta 0.999).
     pub weights: BTreeMap<String, [f32; NUM_CLASSES]>,
+    /// Byte-identical images on both sides of the split, (train name, test name): the same
+    /// photograph in both would inflate the test score.
+    #[serde(default)]
+    pub cross_split_duplicates: Vec<(String, String)>,
 }
 
 impl Stats {
@@ -97,19 +101,47 @@ impl Stage for StatsStage {
             train: ctrain,
             test: ctest,
             weights,
+            cross_split_duplicates: duplicates(&train, &test, ctx.hasher),
         };
         std::fs::write(ctx.out.join(STATS), serde_json::to_vec_pretty(&stats)?)?;
         std::fs::write(ctx.out.join("stats.txt"), table(&stats))?;
         let share0 = 100.0 * ctrain[0] as f64 / train.len() as f64;
+        // The class balance is what a researcher checks first: show it with the summary.
+        let indented: String = table(&stats)
+            .lines()
+            .map(|l| format!("\n           {l}"))
+            .collect();
         Ok(format!(
-            "{} train / {} test images; grade 0 is {share0:.1}% of train",
+            "{} train / {} test images; grade 0 is {share0:.1}% of train{}{indented}",
             train.len(),
-            test.len()
+            test.len(),
+            match stats.cross_split_duplicates.len() {
+                0 => String::new(),
+                n => format!("; WARNING: {n} image(s) in both train and test (see stats.json)"),
+            }
         ))
     }
 }
 
-/// The class table printed by `-v` and kept beside stats.json.
+/// Byte-identical files across the split, by content hash (memoised: no file is re-read).
+fn duplicates(
+    train: &[Sample],
+    test: &[Sample],
+    hasher: &crate::cache::FileHasher,
+) -> Vec<(String, String)> {
+    let by_hash: std::collections::HashMap<String, &str> = train
+        .iter()
+        .filter_map(|s| Some((hasher.hash(&s.path).ok()?, s.name.as_str())))
+        .collect();
+    test.iter()
+        .filter_map(|s| {
+            let h = hasher.hash(&s.path).ok()?;
+            by_hash.get(&h).map(|t| (t.to_string(), s.name.clone()))
+        })
+        .collect()
+}
+
+/// The class table shown after the stage's summary and kept beside stats.json.
 pub fn table(s: &Stats) -> String {
     let nt: usize = s.train.iter().sum();
     let ns: usize = s.test.iter().sum();

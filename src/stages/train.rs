@@ -132,6 +132,19 @@ impl Stage for TrainStage {
         true
     }
 
+    /// A pretrained weights file given by path: its content is part of the key, so replacing
+    /// the file retrains. (Hub weights are named by their repository, which does not change.)
+    fn inputs(
+        &self,
+        params: &std::collections::BTreeMap<String, serde_json::Value>,
+        _dataset: &crate::spec::DatasetSpec,
+    ) -> Result<Vec<std::path::PathBuf>> {
+        Ok(match params.get("pretrained").map(pretrained_of) {
+            Some(Pretrained::File(p)) => vec![p],
+            _ => Vec::new(),
+        })
+    }
+
     fn run(&self, ctx: &StageCtx) -> Result<String> {
         let model: String = ctx.param("model")?;
         let arch: Arch = model.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
