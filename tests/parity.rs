@@ -175,3 +175,46 @@ fn three_training_steps_match_torchvision() {
         "fc.weight after 3 steps",
     );
 }
+
+/// Our saved weights load by name into candle-transformers' (inference-only) ResNets, and
+/// both give the same eval-mode logits: an independent implementation of the same layout.
+#[test]
+fn saved_weights_run_in_candle_transformers_resnet() {
+    use candle_transformers::models::resnet;
+    let dir = tempfile::tempdir().unwrap();
+    for arch in [Arch::ResNet18, Arch::ResNet50] {
+        let (varmap, net) = build(arch);
+        let path = dir.path().join(format!("{arch}.safetensors"));
+        drpipe::model::save_torchvision(&varmap, &path, 0).unwrap();
+        let vb = unsafe {
+            VarBuilder::from_mmaped_safetensors(&[&path], DType::F32, &Device::Cpu).unwrap()
+        };
+        let reference = match arch {
+            Arch::ResNet18 => resnet::resnet18(5, vb),
+            Arch::ResNet50 => resnet::resnet50(5, vb),
+        }
+        .unwrap();
+        let (x, _) = batch(2, 32, 0);
+        let ours: Vec<f32> = net
+            .forward(&x, false)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let theirs: Vec<f32> = x
+            .apply(&reference)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert_close(
+            &ours,
+            &theirs,
+            1e-4,
+            0.0,
+            &format!("{arch} vs candle-transformers"),
+        );
+    }
+}

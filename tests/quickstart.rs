@@ -222,7 +222,13 @@ fn ran_cached(stderr: &str) -> (usize, usize) {
         .find(|l| l.starts_with("done in"))
         .unwrap_or_else(|| panic!("no summary line in {stderr}"));
     // "done in 1.2s: 3 ran, 8 cached. Results: /path" (the path may hold digits too)
-    let counts = line.split(": ").nth(1).unwrap().split(". Results").next().unwrap();
+    let counts = line
+        .split(": ")
+        .nth(1)
+        .unwrap()
+        .split(". Results")
+        .next()
+        .unwrap();
     let num = |word: &str| -> usize {
         let part = counts
             .split(", ")

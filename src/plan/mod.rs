@@ -238,6 +238,9 @@ pub fn build(
                     };
                     explain::why(&inst, &view_link(&view, &decl.name, link_cell), store)
                 };
+                if inst.resumable && store.partial_dir(&decl.name, &inst.key).is_dir() {
+                    inst.reasons.push("an interrupted run will resume".into());
+                }
             }
             if decl.scope != Scope::Experiment {
                 for c in &cells {
