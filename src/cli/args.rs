@@ -23,7 +23,7 @@ pub struct Cli {
     /// Print only errors and the final table.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
-    /// Also print cached stages, the reason each stage runs, and stage summaries.
+    /// Also print cached stages and the reason each stage runs.
     #[arg(short, long, global = true)]
     pub verbose: bool,
     #[command(subcommand)]

@@ -56,7 +56,7 @@ pub fn dispatch(cli: args::Cli) -> i32 {
     };
     let env = Env {
         // Absolute, so that paths recorded inside cache entries stay valid from any directory.
-        outputs: std::path::absolute(&cli.outputs).unwrap_or(cli.outputs),
+        outputs: crate::spec::dataset::absolute_path(&cli.outputs),
         verbosity,
     };
     let result = match cli.command {

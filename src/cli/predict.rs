@@ -66,7 +66,9 @@ fn resolve(args: &PredictArgs) -> Result<Resolved, CliError> {
             weights: train.join(format!("{checkpoint}.safetensors")),
             size,
             cache_size: cache_side(size, cache_size),
-            preprocess: preprocess.parse().map_err(|e| usage(format!("{e}")))?,
+            preprocess: preprocess
+                .parse::<Preprocess>()
+                .map_err(|e| usage(e.to_string()))?,
         });
     }
     let arch = args

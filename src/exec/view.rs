@@ -2,8 +2,9 @@
 //! `outputs/experiments/<name>/<stage>` are relative symlinks to cache entries, so a person
 //! browses by cell and stage while the cache stays content-addressed and shared.
 
+use crate::spec::dataset::absolute_path;
 use anyhow::{Context, Result};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 /// Point `link` at `target` (atomically: a new link renamed over the old one).
 pub fn link(link: &Path, target: &Path) -> Result<()> {
@@ -29,24 +30,9 @@ pub fn link(link: &Path, target: &Path) -> Result<()> {
     Ok(())
 }
 
-fn absolute(p: &Path) -> PathBuf {
-    let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
-    let mut out = PathBuf::new();
-    for c in abs.components() {
-        match c {
-            Component::ParentDir => {
-                out.pop();
-            }
-            Component::CurDir => {}
-            other => out.push(other),
-        }
-    }
-    out
-}
-
 /// `target` relative to the directory `from`, so the outputs folder can be moved whole.
 pub fn relative(from: &Path, target: &Path) -> PathBuf {
-    let (from, target) = (absolute(from), absolute(target));
+    let (from, target) = (absolute_path(from), absolute_path(target));
     let f: Vec<_> = from.components().collect();
     let t: Vec<_> = target.components().collect();
     let common = f.iter().zip(&t).take_while(|(a, b)| a == b).count();

@@ -75,6 +75,14 @@ pub fn view_link(view: &Path, stage: &str, cell: Option<&str>) -> PathBuf {
     }
 }
 
+/// (cells, declared params, upstream instances with their cell) of one stage instance,
+/// before instances with equal keys are merged.
+type Group = (
+    Vec<String>,
+    BTreeMap<String, Json>,
+    Vec<(usize, Option<String>)>,
+);
+
 pub struct PlanOptions<'a> {
     pub force: &'a [String],
     pub outputs: &'a Path,
@@ -119,12 +127,7 @@ pub fn build(
             .params
             .iter()
             .any(|p| p == "dataset" || p.starts_with("dataset."));
-        // (cells, params, upstream) per instance before deduplication by key.
-        let groups: Vec<(
-            Vec<String>,
-            BTreeMap<String, Json>,
-            Vec<(usize, Option<String>)>,
-        )> = match decl.scope {
+        let groups: Vec<Group> = match decl.scope {
             Scope::Experiment => {
                 let cell0 = &exp.cells[0];
                 let params = declared_params(&decl.params, &cell0.params, exp);

@@ -120,7 +120,7 @@ pub fn parse(table: &Table, table_origin: &Origin, base: &Path) -> Result<Datase
                 _ => p,
             };
             // Absolute: the root is recorded in listings and cache keys, read from any cwd.
-            Some(std::path::absolute(&p).unwrap_or(p))
+            Some(absolute_path(&p))
         }
         Some(n) => {
             return Err(SpecError::at(
@@ -164,4 +164,21 @@ pub fn parse(table: &Table, table_origin: &Origin, base: &Path) -> Result<Datase
         split_seed: get_int("split_seed", 0, 0)?,
         min_image_size: get_int("min_image_size", 32, 1)?,
     })
+}
+
+/// `p` made absolute against the working directory, with `.` and `..` resolved lexically
+/// (so messages show `/data/lab4`, not `/work/experiments/../data/lab4`).
+pub fn absolute_path(p: &Path) -> PathBuf {
+    let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let mut out = PathBuf::new();
+    for c in abs.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
 }

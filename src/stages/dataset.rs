@@ -5,7 +5,7 @@ use super::listing::{relative_to, Item, Listing};
 use super::{Stage, StageCtx};
 use crate::data::{layout, synthetic};
 use crate::spec::{DatasetSpec, Source};
-use anyhow::Result;
+use anyhow::{Context, Result};
 use std::path::PathBuf;
 
 pub struct DatasetStage;
@@ -39,7 +39,12 @@ impl Stage for DatasetStage {
         let (Some(kind), Some(root)) = (kind(dataset.source), dataset.root.as_ref()) else {
             return Ok(Vec::new());
         };
-        let d = layout::load(root, kind)?;
+        let d = layout::load(root, kind).with_context(|| {
+            format!(
+                "dataset.root = {}: point it at the data with --set dataset.root=DIR",
+                root.display()
+            )
+        })?;
         let mut files = d.list_files.clone();
         files.extend(d.train.iter().chain(&d.test).map(|s| s.path.clone()));
         Ok(files)
