@@ -1,0 +1,115 @@
+//! drpipe's side of `bench/run train`: one timed row per process, printed as one JSON line.
+//!
+//! A row is a model (ResNet-18/50, 5 classes, random weights), an input size, and a mode:
+//! `train` times full steps (train-mode forward, cross-entropy, backward, SGD with momentum 0.9
+//! and weight decay 5e-4), `eval` eval-mode forward passes. Inputs are one random fp32 batch,
+//! reused every step. One warm-up step is untimed; the peak resident memory (`VmHWM`) is read
+//! at the end, so each row must run in its own process. The thread count is candle's (rayon's
+//! `RAYON_NUM_THREADS`, else every core).
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use clap::{Parser, ValueEnum};
+use drpipe::data::NUM_CLASSES;
+use drpipe::model::{init_weights, trainable_vars, Arch, ResNet};
+use drpipe::train::loss::cross_entropy;
+use drpipe::train::sgd::{Sgd, SgdConfig};
+
+#[derive(Parser)]
+struct Args {
+    /// resnet18 or resnet50.
+    #[arg(long)]
+    arch: Arch,
+    /// Input side in pixels.
+    #[arg(long)]
+    size: usize,
+    #[arg(long, value_enum)]
+    mode: StepMode,
+    /// Timed steps, after one untimed warm-up step.
+    #[arg(long, default_value_t = 3)]
+    steps: usize,
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum StepMode {
+    Train,
+    Eval,
+}
+
+/// Peak resident set size of this process, from the kernel's high-water mark.
+fn peak_rss_mb() -> Result<f64> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmHWM line in /proc/self/status")?;
+    Ok(kb / 1024.0)
+}
+
+fn main() -> Result<()> {
+    let a = Args::parse();
+    let device = Device::Cpu;
+    let varmap = VarMap::new();
+    let model = ResNet::new(
+        a.arch,
+        NUM_CLASSES,
+        VarBuilder::from_varmap(&varmap, DType::F32, &device),
+    )?;
+    init_weights(&varmap, a.arch, 0)?;
+    let mut opt = Sgd::new(
+        trainable_vars(&varmap, false),
+        SgdConfig {
+            lr: 1e-3,
+            momentum: 0.9,
+            dampening: 0.0,
+            weight_decay: 5e-4,
+            nesterov: false,
+        },
+    );
+    let x = Tensor::randn(0f32, 1f32, (a.batch, 3, a.size, a.size), &device)?;
+    let labels: Vec<u32> = (0..a.batch).map(|i| (i % NUM_CLASSES) as u32).collect();
+    let weights = [1f32; NUM_CLASSES];
+
+    let mut step = || -> Result<()> {
+        match a.mode {
+            StepMode::Train => {
+                let logits = model.forward(&x, true)?;
+                let loss = cross_entropy(&logits, &labels, &weights, 0.0)?;
+                opt.step(&loss.backward()?)?;
+            }
+            StepMode::Eval => {
+                black_box(model.forward(&x, false)?);
+            }
+        }
+        Ok(())
+    };
+    step()?;
+    let started = Instant::now();
+    for _ in 0..a.steps {
+        step()?;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let mode = match a.mode {
+        StepMode::Train => "train",
+        StepMode::Eval => "eval",
+    };
+    println!(
+        "{}",
+        serde_json::json!({
+            "row": format!("{} {} {}px", a.arch, mode, a.size),
+            "images_per_s": (a.steps * a.batch) as f64 / secs,
+            "seconds": secs,
+            "steps": a.steps,
+            "threads": candle_core::utils::get_num_threads(),
+            "peak_rss_mb": peak_rss_mb()?,
+        })
+    );
+    Ok(())
+}
