@@ -286,7 +286,7 @@ fn report_only_param_reruns_only_the_report_and_undeclared_params_change_nothing
         vec![(
             "summary".to_string(),
             None,
-            "param title changed: \"\" -> \"Class weights\"".to_string()
+            "param title changed: \"e\" -> \"Class weights\"".to_string()
         )]
     );
     w.run(&["title=\"Class weights\""]);
