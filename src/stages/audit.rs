@@ -23,12 +23,7 @@ impl Stage for AuditStage {
     fn run(&self, ctx: &StageCtx) -> Result<String> {
         let spec = ctx.dataset()?;
         let listing = Listing::read(ctx.upstream_dir("dataset")?, LISTING)?;
-        let train: Vec<_> = listing
-            .items
-            .iter()
-            .filter(|i| i.split != "test")
-            .map(to_sample)
-            .collect();
+        let train = listing.samples_where(|s| s != "test");
         let test = listing.samples("test");
         let hash_of = |p: &std::path::Path| ctx.hasher.hash(p);
         let report = audit::audit(
@@ -81,13 +76,5 @@ impl Stage for AuditStage {
             "{} ok, {} repaired, {} dropped{dups}",
             report.ok, report.repaired, report.dropped
         ))
-    }
-}
-
-fn to_sample(i: &Item) -> crate::data::Sample {
-    crate::data::Sample {
-        name: i.name.clone(),
-        label: i.label,
-        path: i.file.clone(),
     }
 }

@@ -47,9 +47,14 @@ impl Listing {
     }
 
     pub fn samples(&self, split: &str) -> Vec<Sample> {
+        self.samples_where(|s| s == split)
+    }
+
+    /// The samples whose split satisfies `keep` (e.g. everything not yet in the test split).
+    pub fn samples_where(&self, keep: impl Fn(&str) -> bool) -> Vec<Sample> {
         self.items
             .iter()
-            .filter(|i| i.split == split)
+            .filter(|i| keep(&i.split))
             .map(|i| Sample {
                 name: i.name.clone(),
                 label: i.label,
