@@ -192,7 +192,6 @@ fn repaired_bytes(bytes: &[u8]) -> Vec<u8> {
 struct Memo<'a> {
     dir: &'a Path,
     min_size: u32,
-    tmp_counter: AtomicUsize,
 }
 
 impl Memo<'_> {
@@ -209,8 +208,7 @@ impl Memo<'_> {
     /// Best effort: a memo that cannot be written only costs a decode next time.
     fn put(&self, hash: &str, v: &Verdict) {
         let path = self.file(hash);
-        let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
-        let tmp = path.with_extension(format!("tmp{}.{n}", std::process::id()));
+        let tmp = crate::cache::temp_sibling(&path);
         if let Ok(json) = serde_json::to_vec(v) {
             if std::fs::write(&tmp, json).is_ok() && std::fs::rename(&tmp, &path).is_err() {
                 let _ = std::fs::remove_file(&tmp);
@@ -329,7 +327,6 @@ pub fn audit(
     let memo = Memo {
         dir: memo_dir,
         min_size,
-        tmp_counter: AtomicUsize::new(0),
     };
     let decoded = AtomicUsize::new(0);
     let all: Vec<(&Sample, &str)> = train

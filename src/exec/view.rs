@@ -12,12 +12,7 @@ pub fn link(link: &Path, target: &Path) -> Result<()> {
     std::fs::create_dir_all(parent)
         .with_context(|| format!("cannot create {}", parent.display()))?;
     let rel = relative(parent, target);
-    let tmp = parent.join(format!(
-        ".{}.tmp{}",
-        link.file_name().unwrap_or_default().to_string_lossy(),
-        std::process::id()
-    ));
-    let _ = std::fs::remove_file(&tmp);
+    let tmp = crate::cache::temp_sibling(link);
     #[cfg(unix)]
     std::os::unix::fs::symlink(&rel, &tmp)
         .with_context(|| format!("cannot create link {}", tmp.display()))?;
