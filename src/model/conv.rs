@@ -1,116 +1,140 @@
-//! 2-D convolution with a faster CPU backward. candle computes the input gradient with
-//! `conv_transpose2d`, whose CPU kernel is ~7x slower than its im2col `conv2d` and dominated
-//! training time; it also computes that gradient for the input images, which need none.
-//! Here the input gradient is the equivalent `conv2d` of the (stride-dilated) output gradient
-//! with the flipped, transposed kernel, and is skipped for inputs that do not track gradients.
+//! 2-D convolution for training and inference on the CPU, as a candle custom op over
+//! [`super::conv_kernels`] (im2col + packed GEMM for the forward, the input gradient and the
+//! weight gradient). candle 0.11's own CPU backward was the bottleneck of a train step: its
+//! input gradient is a direct `conv_transpose2d` loop without GEMM, and its weight gradient
+//! runs a conv whose "kernel" is the whole gradient map, which degenerates into matrix-vector
+//! products. The input gradient is skipped for inputs that need none (the images).
 //!
-//! The forward is candle's own `conv2d` on detached inputs; a `CustomOp3` then re-attaches
-//! the result to the graph with the gradients above. That keeps a second copy of each conv
-//! output alive during backward, so it is used on the CPU only; other devices keep candle's
-//! conv (their transposed convs are fast).
+//! Other devices and dtypes keep candle's conv (its CUDA kernels, cuDNN when enabled).
 
-use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
+use super::conv_kernels::{self, ConvGeom};
+use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 
 /// `x` `[B, Ci, H, W]`, `w` `[Co, Ci, k, k]`, dilation 1, groups 1.
 pub fn conv2d(x: &Tensor, w: &Tensor, padding: usize, stride: usize) -> Result<Tensor> {
-    if !x.device().is_cpu() {
+    if !x.device().is_cpu() || x.dtype() != DType::F32 || w.dtype() != DType::F32 {
         return x.conv2d(w, padding, stride, 1, 1);
     }
-    let y = x.detach().conv2d(&w.detach(), padding, stride, 1, 1)?;
-    if !(x.track_op() || w.track_op()) {
-        return Ok(y);
+    let geom = geom(x, w, padding, stride)?;
+    x.contiguous()?.apply_op2(&w.contiguous()?, Conv2d { geom })
+}
+
+fn geom(x: &Tensor, w: &Tensor, padding: usize, stride: usize) -> Result<ConvGeom> {
+    let (b, c, h, wd) = x.dims4()?;
+    let (co, ci, k0, k1) = w.dims4()?;
+    ConvGeom::new([b, c, h, wd], [co, ci, k0, k1], stride, padding).ok_or_else(|| {
+        candle_core::Error::Msg(format!(
+            "conv2d: kernel {:?} with stride {stride}, padding {padding} does not fit input {:?}",
+            w.dims(),
+            x.dims()
+        ))
+    })
+}
+
+/// The f32 values of a contiguous CPU tensor's storage.
+fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
+    let CpuStorage::F32(v) = s else {
+        candle_core::bail!("conv2d: expected f32 storage")
+    };
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&v[a..b]),
+        None => candle_core::bail!("conv2d: expected a contiguous tensor"),
     }
-    y.apply_op3(x, w, Conv2dGrad { padding, stride })
 }
 
 #[derive(Debug, Clone, Copy)]
-struct Conv2dGrad {
-    padding: usize,
-    stride: usize,
+struct Conv2d {
+    geom: ConvGeom,
 }
 
-impl CustomOp3 for Conv2dGrad {
+impl CustomOp2 for Conv2d {
     fn name(&self) -> &'static str {
-        "conv2d-fast-bwd"
+        "drpipe-conv2d"
     }
 
-    /// Passes the already computed output (argument 1) through.
     fn cpu_fwd(
         &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
+        xs: &CpuStorage,
+        xl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        if !l1.is_contiguous() || l1.start_offset() != 0 {
-            candle_core::bail!("conv2d-fast-bwd expects a fresh contiguous conv output")
-        }
-        Ok((s1.try_clone(l1)?, l1.shape().clone()))
+        let g = &self.geom;
+        let y = conv_kernels::forward(g, slice(xs, xl)?, slice(ws, wl)?);
+        Ok((
+            CpuStorage::F32(y),
+            Shape::from((g.batch, g.cout, g.ho, g.wo)),
+        ))
     }
 
     fn bwd(
         &self,
-        _y: &Tensor,
         x: &Tensor,
         w: &Tensor,
-        _res: &Tensor,
+        _y: &Tensor,
         grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (p, s) = (self.padding, self.stride);
-        let grad_x = if x.track_op() {
-            Some(input_grad(x, w, grad, p, s)?)
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        let gx = if x.track_op() {
+            Some(grad.apply_op2_no_bwd(w, &InputGrad { geom: self.geom })?)
         } else {
             None
         };
-        // The kernel gradient exactly as candle computes it (its conv2d path is fast).
-        let gw = x
-            .transpose(0, 1)?
-            .conv2d(&grad.transpose(0, 1)?, p, 1, s, 1)?
-            .transpose(0, 1)?;
-        let (_, _, k0, k1) = w.dims4()?;
-        let gw = gw.narrow(2, 0, k0)?.narrow(3, 0, k1)?;
-        Ok((None, grad_x, Some(gw)))
+        let gw = if w.track_op() {
+            Some(x.apply_op2_no_bwd(&grad, &WeightGrad { geom: self.geom })?)
+        } else {
+            None
+        };
+        Ok((gx, gw))
     }
 }
 
-/// d(loss)/dx for `y = conv2d(x, w, padding p, stride s)` as a stride-1 conv2d.
-fn input_grad(x: &Tensor, w: &Tensor, grad: &Tensor, p: usize, s: usize) -> Result<Tensor> {
-    let (_, _, h, wd) = x.dims4()?;
-    let (_, _, k, _) = w.dims4()?;
-    if k < p + 1 {
-        candle_core::bail!("conv2d-fast-bwd: padding {p} too large for kernel {k}")
-    }
-    let mut g = grad.contiguous()?;
-    if s > 1 {
-        g = dilate(&g, 3, s)?;
-        g = dilate(&g, 2, s)?;
-    }
-    // Rows/columns of x that no output window reached get zero gradient.
-    let (gh, gw) = (g.dim(2)?, g.dim(3)?);
-    let extra_h = h + 2 * p + 1 - k - gh;
-    let extra_w = wd + 2 * p + 1 - k - gw;
-    let g = g
-        .pad_with_zeros(2, 0, extra_h)?
-        .pad_with_zeros(3, 0, extra_w)?;
-    let wt = w.flip(&[2, 3])?.transpose(0, 1)?.contiguous()?;
-    g.conv2d(&wt, k - 1 - p, 1, 1, 1)
+/// `(dy, w) -> dx`.
+#[derive(Debug, Clone, Copy)]
+struct InputGrad {
+    geom: ConvGeom,
 }
 
-/// Insert `s - 1` zeros between consecutive elements along `dim` (the last or second-last).
-fn dilate(g: &Tensor, dim: usize, s: usize) -> Result<Tensor> {
-    let n = g.dim(dim)?;
-    let g1 = g.unsqueeze(dim + 1)?;
-    let mut zshape = g1.dims().to_vec();
-    zshape[dim + 1] = s - 1;
-    let z = Tensor::zeros(zshape, g.dtype(), g.device())?;
-    let mut shape = g.dims().to_vec();
-    shape[dim] = n * s;
-    Tensor::cat(&[&g1, &z], dim + 1)?
-        .reshape(shape)?
-        .narrow(dim, 0, (n - 1) * s + 1)
+impl CustomOp2 for InputGrad {
+    fn name(&self) -> &'static str {
+        "drpipe-conv2d-input-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        gs: &CpuStorage,
+        gl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = &self.geom;
+        let dx = conv_kernels::input_grad(g, slice(gs, gl)?, slice(ws, wl)?);
+        Ok((CpuStorage::F32(dx), Shape::from((g.batch, g.cin, g.h, g.w))))
+    }
+}
+
+/// `(x, dy) -> dw`.
+#[derive(Debug, Clone, Copy)]
+struct WeightGrad {
+    geom: ConvGeom,
+}
+
+impl CustomOp2 for WeightGrad {
+    fn name(&self) -> &'static str {
+        "drpipe-conv2d-weight-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        gs: &CpuStorage,
+        gl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = &self.geom;
+        let dw = conv_kernels::weight_grad(g, slice(xs, xl)?, slice(gs, gl)?);
+        Ok((CpuStorage::F32(dw), Shape::from((g.cout, g.cin, g.k, g.k))))
+    }
 }
 
 #[cfg(test)]
@@ -127,104 +151,198 @@ mod tests {
     }
 
     fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar()
-            .unwrap()
+        let d = (a - b).unwrap().abs().unwrap().flatten_all().unwrap();
+        d.max(0).unwrap().to_scalar().unwrap()
     }
 
-    /// Same outputs and gradients as candle's own conv2d backward (conv_transpose2d based),
-    /// for the kernel/stride/padding combinations of ResNet and odd/even sizes. Square
-    /// inputs only: candle's backward fails on stride-2 inputs whose height and width differ
-    /// in parity (it derives the width's output padding from the height).
-    #[test]
-    fn gradients_match_candles_conv_backward() {
-        let dev = Device::Cpu;
-        for (i, &(k, s, p, h, w)) in [
-            (3, 1, 1, 6, 6),
-            (3, 2, 1, 7, 7),
-            (3, 2, 1, 8, 8),
-            (1, 2, 0, 7, 7),
-            (1, 1, 0, 4, 4),
-            (7, 2, 3, 9, 9),
-        ]
-        .iter()
-        .enumerate()
-        {
-            let xs = [2, 3, h, w];
-            let ws = [4, 3, k, k];
-            let x = Var::from_vec(randn(&xs, i as u64), &xs[..], &dev).unwrap();
-            let wv = Var::from_vec(randn(&ws, 10 + i as u64), &ws[..], &dev).unwrap();
-            let ours = conv2d(x.as_tensor(), wv.as_tensor(), p, s).unwrap();
-            let theirs = x.as_tensor().conv2d(wv.as_tensor(), p, s, 1, 1).unwrap();
-            assert_eq!(max_diff(&ours, &theirs), 0.0);
-            // A non-uniform upstream gradient.
-            let up = Tensor::from_vec(randn(theirs.dims(), 99), theirs.dims(), &dev).unwrap();
-            let g1 = ours
-                .mul(&up)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
-            let g2 = theirs
-                .mul(&up)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
-            for v in [&x, &wv] {
-                let (a, b) = (
-                    g1.get(v.as_tensor()).unwrap(),
-                    g2.get(v.as_tensor()).unwrap(),
-                );
-                assert_eq!(a.dims(), b.dims());
-                assert!(max_diff(a, b) < 1e-4, "case {i}: {}", max_diff(a, b));
-            }
-        }
+    fn dot(a: &Tensor, b: &Tensor) -> f64 {
+        let a = a.to_dtype(DType::F64).unwrap();
+        let b = b.to_dtype(DType::F64).unwrap();
+        a.mul(&b).unwrap().sum_all().unwrap().to_scalar().unwrap()
     }
 
-    /// Conv is linear in x, so <conv(x), u> = <x, d<conv(x), u>/dx> for any u: checks the
-    /// input gradient on non-square inputs, where candle's own backward cannot be compared.
+    /// Gradients of `<conv(x, w), up>` with respect to x and w.
+    fn grads(x: &Var, w: &Var, p: usize, s: usize, up: &Tensor) -> (Tensor, Tensor) {
+        let y = conv2d(x.as_tensor(), w.as_tensor(), p, s).unwrap();
+        let g = y.mul(up).unwrap().sum_all().unwrap().backward().unwrap();
+        let gx = g.get(x.as_tensor()).unwrap().clone();
+        let gw = g.get(w.as_tensor()).unwrap().clone();
+        (gx, gw)
+    }
+
+    /// A random convolution: (x shape, w shape, stride, padding).
+    fn random_case(r: &mut Rng, square: bool) -> ([usize; 4], [usize; 4], usize, usize) {
+        let pick = |r: &mut Rng, lo: usize, hi: usize| lo + (r.next_u64() as usize) % (hi - lo + 1);
+        let k = [1, 3, 5, 7][pick(r, 0, 3)];
+        let s = pick(r, 1, 3);
+        let p = pick(r, 0, k / 2);
+        let h = pick(r, k.saturating_sub(2 * p).max(1), k + 9);
+        let w = if square {
+            h
+        } else {
+            pick(r, k.saturating_sub(2 * p).max(1), k + 9)
+        };
+        let (b, ci, co) = (pick(r, 1, 5), pick(r, 1, 5), pick(r, 1, 6));
+        ([b, ci, h, w], [co, ci, k, k], s, p)
+    }
+
+    /// Forward equals candle's conv2d within 1e-4 (relative to the output's scale) on random
+    /// shapes, strides and paddings, square or not, batch sizes that do and do not fill groups.
     #[test]
-    fn input_gradient_is_the_adjoint_on_non_square_inputs() {
+    fn forward_matches_candle_on_random_shapes() {
         let dev = Device::Cpu;
-        for (i, &(k, s, p, h, w)) in [(3, 2, 1, 7, 8), (1, 2, 0, 6, 9), (7, 2, 3, 10, 7)]
-            .iter()
-            .enumerate()
-        {
-            let xs = [2, 3, h, w];
-            let x = Var::from_vec(randn(&xs, i as u64), &xs[..], &dev).unwrap();
-            let wt = Tensor::from_vec(randn(&[4, 3, k, k], 5), (4, 3, k, k), &dev).unwrap();
-            let y = conv2d(x.as_tensor(), &wt, p, s).unwrap();
-            let up = Tensor::from_vec(randn(y.dims(), 7), y.dims(), &dev).unwrap();
-            let lhs: f32 = y.mul(&up).unwrap().sum_all().unwrap().to_scalar().unwrap();
-            let g = lhs_grad(&y, &up, &x);
-            let rhs: f32 = x
-                .as_tensor()
-                .mul(&g)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .to_scalar()
-                .unwrap();
+        let mut r = Rng::new(7);
+        for case in 0..60 {
+            let (xs, ws, s, p) = random_case(&mut r, case % 2 == 0);
+            let x = Tensor::from_vec(randn(&xs, case), &xs[..], &dev).unwrap();
+            let w = Tensor::from_vec(randn(&ws, 100 + case), &ws[..], &dev).unwrap();
+            let ours = conv2d(&x, &w, p, s).unwrap();
+            let theirs = x.conv2d(&w, p, s, 1, 1).unwrap();
+            assert_eq!(
+                ours.dims(),
+                theirs.dims(),
+                "case {case}: {xs:?} {ws:?} s{s} p{p}"
+            );
+            let d = max_diff(&ours, &theirs);
             assert!(
-                (lhs - rhs).abs() < 1e-3 * lhs.abs().max(1.0),
-                "case {i}: {lhs} vs {rhs}"
+                d < 1e-4 * (ws[1] * ws[2] * ws[3]) as f32,
+                "case {case}: {xs:?} {ws:?} s{s} p{p}: {d}"
             );
         }
     }
 
-    fn lhs_grad(y: &Tensor, up: &Tensor, x: &Var) -> Tensor {
-        let g = y.mul(up).unwrap().sum_all().unwrap().backward().unwrap();
-        g.get(x.as_tensor()).unwrap().clone()
+    /// Both gradients equal candle's own conv backward on square inputs (where candle's
+    /// backward works: it derives the width's output padding from the height).
+    #[test]
+    fn gradients_match_candles_conv_backward() {
+        let dev = Device::Cpu;
+        let mut r = Rng::new(11);
+        for case in 0..30 {
+            let (xs, ws, s, p) = random_case(&mut r, true);
+            let x = Var::from_vec(randn(&xs, case), &xs[..], &dev).unwrap();
+            let w = Var::from_vec(randn(&ws, 50 + case), &ws[..], &dev).unwrap();
+            let theirs = x.as_tensor().conv2d(w.as_tensor(), p, s, 1, 1).unwrap();
+            let up =
+                Tensor::from_vec(randn(theirs.dims(), 99 + case), theirs.dims(), &dev).unwrap();
+            let g = theirs
+                .mul(&up)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let (gx, gw) = grads(&x, &w, p, s, &up);
+            let want_x = g.get(x.as_tensor()).unwrap();
+            let want_w = g.get(w.as_tensor()).unwrap();
+            assert_eq!(gx.dims(), want_x.dims());
+            assert_eq!(gw.dims(), want_w.dims());
+            let tol = 1e-4 * (xs[0] * theirs.dims()[2] * theirs.dims()[3] * ws[0]) as f32;
+            assert!(
+                max_diff(&gx, want_x) < tol,
+                "case {case} dx: {}",
+                max_diff(&gx, want_x)
+            );
+            assert!(
+                max_diff(&gw, want_w) < tol,
+                "case {case} dw: {}",
+                max_diff(&gw, want_w)
+            );
+        }
+    }
+
+    /// The same on the shapes a ResNet-18 meets at 64 px with batch 4 (wide channels, GEMMs
+    /// big enough to take the `gemm` crate's blocked paths, groups of several images).
+    #[test]
+    fn gradients_match_candles_conv_backward_on_resnet_shapes() {
+        let dev = Device::Cpu;
+        let cases = [
+            ([4, 3, 64, 64], [64, 3, 7, 7], 2, 3),
+            ([4, 64, 16, 16], [64, 64, 3, 3], 1, 1),
+            ([4, 64, 16, 16], [128, 64, 3, 3], 2, 1),
+            ([4, 128, 8, 8], [256, 128, 1, 1], 2, 0),
+            ([4, 256, 4, 4], [512, 256, 3, 3], 2, 1),
+            ([4, 512, 2, 2], [512, 512, 3, 3], 1, 1),
+            ([4, 64, 8, 8], [256, 64, 1, 1], 1, 0),
+        ];
+        for (case, (xs, ws, s, p)) in cases.into_iter().enumerate() {
+            let case = case as u64;
+            let x = Var::from_vec(randn(&xs, case), &xs[..], &dev).unwrap();
+            let w = Var::from_vec(randn(&ws, 50 + case), &ws[..], &dev).unwrap();
+            let theirs = x.as_tensor().conv2d(w.as_tensor(), p, s, 1, 1).unwrap();
+            let ours = conv2d(x.as_tensor(), w.as_tensor(), p, s).unwrap();
+            let scale = (ws[1] * ws[2] * ws[3]) as f32;
+            assert!(
+                max_diff(&ours, &theirs) < 1e-5 * scale,
+                "case {case} y: {}",
+                max_diff(&ours, &theirs)
+            );
+            let up =
+                Tensor::from_vec(randn(theirs.dims(), 99 + case), theirs.dims(), &dev).unwrap();
+            let g = theirs
+                .mul(&up)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let (gx, gw) = grads(&x, &w, p, s, &up);
+            let want_x = g.get(x.as_tensor()).unwrap();
+            let want_w = g.get(w.as_tensor()).unwrap();
+            let tx = 1e-5 * (ws[0] * ws[2] * ws[3]) as f32;
+            let tw = 1e-5 * (xs[0] * theirs.dims()[2] * theirs.dims()[3]) as f32;
+            assert!(
+                max_diff(&gx, want_x) < tx,
+                "case {case} dx: {}",
+                max_diff(&gx, want_x)
+            );
+            assert!(
+                max_diff(&gw, want_w) < tw,
+                "case {case} dw: {}",
+                max_diff(&gw, want_w)
+            );
+        }
+    }
+
+    /// The loss `<conv(x, w), up>` is linear in x and in w, so a finite difference along any
+    /// direction equals the directional derivative exactly (up to rounding): checks both
+    /// gradients on non-square inputs too, where candle's backward cannot be compared.
+    #[test]
+    fn gradients_pass_finite_difference_checks() {
+        let dev = Device::Cpu;
+        let mut r = Rng::new(3);
+        for case in 0..30 {
+            let (xs, ws, s, p) = random_case(&mut r, false);
+            let x = Var::from_vec(randn(&xs, case), &xs[..], &dev).unwrap();
+            let w = Var::from_vec(randn(&ws, 40 + case), &ws[..], &dev).unwrap();
+            let y = conv2d(x.as_tensor(), w.as_tensor(), p, s).unwrap();
+            let up = Tensor::from_vec(randn(y.dims(), 77 + case), y.dims(), &dev).unwrap();
+            let (gx, gw) = grads(&x, &w, p, s, &up);
+            let loss = |x: &Tensor, w: &Tensor| dot(&x.conv2d(w, p, s, 1, 1).unwrap(), &up);
+            let base = loss(x.as_tensor(), w.as_tensor());
+            let eps = 1e-2;
+            let dxv = Tensor::from_vec(randn(&xs, 500 + case), &xs[..], &dev).unwrap();
+            let dwv = Tensor::from_vec(randn(&ws, 600 + case), &ws[..], &dev).unwrap();
+            let fd_x = (loss(
+                &(x.as_tensor() + (&dxv * eps).unwrap()).unwrap(),
+                w.as_tensor(),
+            ) - base)
+                / eps;
+            let fd_w = (loss(
+                x.as_tensor(),
+                &(w.as_tensor() + (&dwv * eps).unwrap()).unwrap(),
+            ) - base)
+                / eps;
+            let (an_x, an_w) = (dot(&gx, &dxv), dot(&gw, &dwv));
+            let scale = base.abs().max(an_x.abs()).max(an_w.abs()).max(1.0);
+            assert!(
+                (fd_x - an_x).abs() < 2e-3 * scale,
+                "case {case} dx: fd {fd_x} vs {an_x}"
+            );
+            assert!(
+                (fd_w - an_w).abs() < 2e-3 * scale,
+                "case {case} dw: fd {fd_w} vs {an_w}"
+            );
+        }
     }
 
     #[test]
@@ -240,5 +358,14 @@ mod tests {
             .unwrap();
         assert!(g.get(&x).is_none());
         assert!(g.get(w.as_tensor()).is_some());
+    }
+
+    #[test]
+    fn a_kernel_larger_than_the_padded_input_is_an_error() {
+        let dev = Device::Cpu;
+        let x = Tensor::zeros((1, 2, 2, 2), DType::F32, &dev).unwrap();
+        let w = Tensor::zeros((3, 2, 7, 7), DType::F32, &dev).unwrap();
+        let e = conv2d(&x, &w, 1, 1).unwrap_err().to_string();
+        assert!(e.contains("does not fit"), "{e}");
     }
 }

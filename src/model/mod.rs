@@ -3,7 +3,9 @@
 //! (Hugging Face cache or a local file) and inference helpers.
 
 pub mod batch_norm;
+pub mod bn_kernels;
 pub mod conv;
+pub mod conv_kernels;
 pub mod infer;
 pub mod init;
 pub mod max_pool;

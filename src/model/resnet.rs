@@ -27,14 +27,8 @@ impl Conv {
         })
     }
 
-    /// Train mode uses the faster-backward CPU conv; eval mode needs no backward, so
-    /// candle's conv (same forward) avoids that op's extra copy of the output.
-    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        if train {
-            super::conv::conv2d(x, &self.weight, self.padding, self.stride)
-        } else {
-            x.conv2d(&self.weight, self.padding, self.stride, 1, 1)
-        }
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        super::conv::conv2d(x, &self.weight, self.padding, self.stride)
     }
 }
 
@@ -94,13 +88,15 @@ impl Block {
         let mut h = x.clone();
         let last = self.layers.len() - 1;
         for (i, (conv, bn)) in self.layers.iter().enumerate() {
-            h = bn.forward(&conv.forward(&h, train)?, train)?;
-            if i != last {
-                h = h.relu()?;
-            }
+            let y = conv.forward(&h)?;
+            h = if i != last {
+                bn.forward_relu(&y, train)?
+            } else {
+                bn.forward(&y, train)?
+            };
         }
         let identity = match &self.downsample {
-            Some(d) => d.bn.forward(&d.conv.forward(x, train)?, train)?,
+            Some(d) => d.bn.forward(&d.conv.forward(x)?, train)?,
             None => x.clone(),
         };
         (h + identity)?.relu()
@@ -164,10 +160,7 @@ impl ResNet {
     /// Globally average-pooled backbone features `[B, feature_dim]`. In train mode every
     /// batch norm uses batch statistics and updates its running statistics.
     pub fn features(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let h = self
-            .bn1
-            .forward(&self.conv1.forward(x, train)?, train)?
-            .relu()?;
+        let h = self.bn1.forward_relu(&self.conv1.forward(x)?, train)?;
         let mut h = max_pool_3x3_s2_p1(&h)?;
         for block in self.stages.iter().flatten() {
             h = block.forward(&h, train)?;
@@ -293,7 +286,7 @@ mod tests {
             .try_fold(
                 max_pool_3x3_s2_p1(
                     &m.bn1
-                        .forward(&m.conv1.forward(&x, false).unwrap(), false)
+                        .forward(&m.conv1.forward(&x).unwrap(), false)
                         .unwrap()
                         .relu()
                         .unwrap(),
@@ -303,10 +296,7 @@ mod tests {
             )
             .unwrap();
         assert_eq!(h.dims(), &[2, 256, 8, 8]);
-        assert_eq!(
-            b.layers[0].0.forward(&h, false).unwrap().dims(),
-            &[2, 128, 8, 8]
-        );
+        assert_eq!(b.layers[0].0.forward(&h).unwrap().dims(), &[2, 128, 8, 8]);
         assert_eq!(b.layers[1].0.stride, 2);
         assert_eq!(m.features(&x, false).unwrap().dims(), &[2, 2048]);
     }

@@ -1,0 +1,554 @@
+//! CPU convolution kernels: im2col/col2im around the `gemm` crate's packed f32 GEMM, for the
+//! three passes of training (forward, input gradient, weight gradient).
+//!
+//! Layouts are contiguous NCHW: `x [B, Ci, H, W]`, `w [Co, Ci, k, k]`, `y [B, Co, Ho, Wo]`.
+//! With `K = Ci*k*k` and `P = Ho*Wo`, per image:
+//! - forward:         `y_b [Co, P]  = w [Co, K] x col_b [K, P]`
+//! - input gradient:  `dx_b = col2im(w^T [K, Co] x dy_b [Co, P])`
+//! - weight gradient: `dw [Co, K] += dy_b [Co, P] x col_b^T [P, K]`
+//!
+//! Images are processed in groups whose columns sit side by side (`[K, G*P]`), so that the
+//! deep layers' tiny feature maps (4x4 at 128 px) still make GEMMs wide enough to run at full
+//! speed; groups run in parallel on rayon's pool with single-threaded GEMMs when there are
+//! enough of them, otherwise one after another with the GEMM itself parallel. Scratch buffers
+//! are per thread and reused across calls: a fresh allocation per op costs page faults that
+//! showed up as a quarter of the step time.
+
+use gemm::Parallelism;
+use rayon::prelude::*;
+use std::cell::RefCell;
+
+/// The shape of one convolution (dilation 1, one group).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvGeom {
+    pub batch: usize,
+    pub cin: usize,
+    pub h: usize,
+    pub w: usize,
+    pub cout: usize,
+    pub k: usize,
+    pub stride: usize,
+    pub pad: usize,
+    pub ho: usize,
+    pub wo: usize,
+}
+
+impl ConvGeom {
+    /// `None` when the kernel does not fit the padded input.
+    pub fn new(x: [usize; 4], w: [usize; 4], stride: usize, pad: usize) -> Option<ConvGeom> {
+        let [batch, cin, h, wd] = x;
+        let [cout, wcin, k, k2] = w;
+        if wcin != cin || k != k2 || stride == 0 || h + 2 * pad < k || wd + 2 * pad < k {
+            return None;
+        }
+        Some(ConvGeom {
+            batch,
+            cin,
+            h,
+            w: wd,
+            cout,
+            k,
+            stride,
+            pad,
+            ho: (h + 2 * pad - k) / stride + 1,
+            wo: (wd + 2 * pad - k) / stride + 1,
+        })
+    }
+
+    /// Rows of the column matrix: `Ci*k*k`.
+    pub fn kdim(&self) -> usize {
+        self.cin * self.k * self.k
+    }
+
+    /// Output pixels per channel: `Ho*Wo`.
+    pub fn pixels(&self) -> usize {
+        self.ho * self.wo
+    }
+
+    pub fn x_len(&self) -> usize {
+        self.batch * self.cin * self.h * self.w
+    }
+
+    pub fn y_len(&self) -> usize {
+        self.batch * self.cout * self.pixels()
+    }
+
+    pub fn w_len(&self) -> usize {
+        self.cout * self.kdim()
+    }
+
+    /// A 1x1, stride-1, unpadded conv: the image itself is its column matrix.
+    fn pointwise(&self) -> bool {
+        self.k == 1 && self.stride == 1 && self.pad == 0
+    }
+
+    /// Images per GEMM: enough columns (~1024) for the GEMM's blocking to pay.
+    fn group(&self) -> usize {
+        (1024 / self.pixels().max(1)).clamp(1, self.batch.max(1))
+    }
+}
+
+/// How the groups of a batch are spread over threads.
+struct Schedule {
+    group: usize,
+    groups: usize,
+    /// Run groups in parallel (single-threaded GEMMs) rather than in sequence.
+    parallel_groups: bool,
+    threads: usize,
+}
+
+impl Schedule {
+    fn of(g: &ConvGeom) -> Schedule {
+        let group = g.group();
+        let groups = g.batch.div_ceil(group);
+        let threads = rayon::current_num_threads().max(1);
+        Schedule {
+            group,
+            groups,
+            parallel_groups: groups >= threads,
+            threads,
+        }
+    }
+
+    fn gemm_par(&self) -> Parallelism {
+        if self.parallel_groups || self.threads == 1 {
+            Parallelism::None
+        } else {
+            Parallelism::Rayon(self.threads)
+        }
+    }
+
+    /// Images `[start, end)` of group `i`.
+    fn images(&self, i: usize, batch: usize) -> (usize, usize) {
+        (i * self.group, ((i + 1) * self.group).min(batch))
+    }
+}
+
+thread_local! {
+    static SCRATCH: RefCell<[Vec<f32>; 2]> = const { RefCell::new([Vec::new(), Vec::new()]) };
+}
+
+/// Two scratch buffers of at least `a` and `b` floats (contents unspecified), reused per thread.
+fn with_scratch<R>(a: usize, b: usize, f: impl FnOnce(&mut [f32], &mut [f32]) -> R) -> R {
+    SCRATCH.with(|s| {
+        // Busy when this thread, waiting inside a parallel GEMM, picked up another conv's work.
+        let Ok(mut s) = s.try_borrow_mut() else {
+            return f(&mut vec![0.0; a], &mut vec![0.0; b]);
+        };
+        let [sa, sb] = &mut *s;
+        if sa.len() < a {
+            sa.resize(a, 0.0);
+        }
+        if sb.len() < b {
+            sb.resize(b, 0.0);
+        }
+        f(&mut sa[..a], &mut sb[..b])
+    })
+}
+
+/// A strided read-only matrix view.
+#[derive(Clone, Copy)]
+struct Mat {
+    ptr: *const f32,
+    rs: isize,
+    cs: isize,
+}
+
+// SAFETY: a view of f32s that outlive the kernel call it is used in; only read.
+unsafe impl Send for Mat {}
+unsafe impl Sync for Mat {}
+
+/// `dst [m, n]` (row stride `dst_rs`) `= (dst if accumulate) + a [m, k] x b [k, n]`.
+///
+/// # Safety
+/// Every pointer must be valid for the extents its strides and `m`, `n`, `k` imply.
+unsafe fn matmul(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    dst_rs: usize,
+    accumulate: bool,
+    a: Mat,
+    b: Mat,
+    par: Parallelism,
+) {
+    gemm::gemm(
+        m,
+        n,
+        k,
+        dst,
+        1,
+        dst_rs as isize,
+        accumulate,
+        a.ptr,
+        a.cs,
+        a.rs,
+        b.ptr,
+        b.cs,
+        b.rs,
+        1.0,
+        1.0,
+        false,
+        false,
+        false,
+        par,
+    )
+}
+
+/// Fill columns `[off, off + P)` of `col [K, ld]` from one image `x_b [Ci, H, W]`.
+fn im2col(g: &ConvGeom, x_b: &[f32], col: &mut [f32], ld: usize, off: usize) {
+    let (k, s, p) = (g.k, g.stride, g.pad as isize);
+    for ci in 0..g.cin {
+        let plane = &x_b[ci * g.h * g.w..(ci + 1) * g.h * g.w];
+        for ky in 0..k {
+            for kx in 0..k {
+                let row = (ci * k + ky) * k + kx;
+                let dst = &mut col[row * ld + off..row * ld + off + g.pixels()];
+                for oy in 0..g.ho {
+                    let out = &mut dst[oy * g.wo..(oy + 1) * g.wo];
+                    let iy = (oy * s + ky) as isize - p;
+                    if iy < 0 || iy >= g.h as isize {
+                        out.fill(0.0);
+                        continue;
+                    }
+                    let src = &plane[iy as usize * g.w..(iy as usize + 1) * g.w];
+                    let (lo, hi) = valid_range(g, kx);
+                    out[..lo].fill(0.0);
+                    out[hi.max(lo)..].fill(0.0);
+                    if s == 1 {
+                        let ix0 = (lo + kx) as isize - p;
+                        if hi > lo {
+                            out[lo..hi].copy_from_slice(&src[ix0 as usize..ix0 as usize + hi - lo]);
+                        }
+                    } else {
+                        for (ox, o) in out.iter_mut().enumerate().take(hi).skip(lo) {
+                            *o = src[((ox * s + kx) as isize - p) as usize];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Add columns `[off, off + P)` of `col [K, ld]` back into `dx_b [Ci, H, W]` (im2col's adjoint).
+fn col2im_add(g: &ConvGeom, col: &[f32], ld: usize, off: usize, dx_b: &mut [f32]) {
+    let (k, s, p) = (g.k, g.stride, g.pad as isize);
+    for ci in 0..g.cin {
+        let plane = &mut dx_b[ci * g.h * g.w..(ci + 1) * g.h * g.w];
+        for ky in 0..k {
+            for kx in 0..k {
+                let row = (ci * k + ky) * k + kx;
+                let src = &col[row * ld + off..row * ld + off + g.pixels()];
+                let (lo, hi) = valid_range(g, kx);
+                if hi <= lo {
+                    continue;
+                }
+                for oy in 0..g.ho {
+                    let iy = (oy * s + ky) as isize - p;
+                    if iy < 0 || iy >= g.h as isize {
+                        continue;
+                    }
+                    let dst = &mut plane[iy as usize * g.w..(iy as usize + 1) * g.w];
+                    let c = &src[oy * g.wo..(oy + 1) * g.wo];
+                    if s == 1 {
+                        let ix0 = ((lo + kx) as isize - p) as usize;
+                        for (d, v) in dst[ix0..].iter_mut().zip(&c[lo..hi]) {
+                            *d += v;
+                        }
+                    } else {
+                        for (ox, v) in c.iter().enumerate().take(hi).skip(lo) {
+                            dst[((ox * s + kx) as isize - p) as usize] += v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Output columns `ox` in `[lo, hi)` read an input column inside the image for kernel column `kx`.
+fn valid_range(g: &ConvGeom, kx: usize) -> (usize, usize) {
+    let (s, p) = (g.stride, g.pad);
+    // ox*s + kx >= p  and  ox*s + kx < w + p
+    let lo = if kx >= p { 0 } else { (p - kx).div_ceil(s) };
+    let hi = if g.w + p > kx {
+        ((g.w + p - kx).div_ceil(s)).min(g.wo)
+    } else {
+        0
+    };
+    (lo.min(g.wo), hi)
+}
+
+/// Copy images `[b0, b1)` of `src [B, rows, P]` side by side into `dst [rows, (b1-b0)*P]`.
+fn gather(src: &[f32], rows: usize, pix: usize, b0: usize, b1: usize, dst: &mut [f32]) {
+    let ld = (b1 - b0) * pix;
+    for (j, b) in (b0..b1).enumerate() {
+        for r in 0..rows {
+            let s = &src[(b * rows + r) * pix..(b * rows + r + 1) * pix];
+            dst[r * ld + j * pix..r * ld + (j + 1) * pix].copy_from_slice(s);
+        }
+    }
+}
+
+/// The adjoint of [`gather`]: write `src [rows, n*P]` back as `n` images of `dst [n, rows, P]`.
+fn scatter(src: &[f32], rows: usize, pix: usize, dst: &mut [f32]) {
+    let n = dst.len() / (rows * pix);
+    let ld = n * pix;
+    for j in 0..n {
+        for r in 0..rows {
+            dst[(j * rows + r) * pix..(j * rows + r + 1) * pix]
+                .copy_from_slice(&src[r * ld + j * pix..r * ld + (j + 1) * pix]);
+        }
+    }
+}
+
+/// The column matrix `[K, (b1-b0)*P]` of images `[b0, b1)`.
+fn fill_columns(g: &ConvGeom, x: &[f32], b0: usize, b1: usize, col: &mut [f32]) {
+    if g.pointwise() {
+        return gather(x, g.cin, g.pixels(), b0, b1, col);
+    }
+    let img = g.cin * g.h * g.w;
+    let n = (b1 - b0) * g.pixels();
+    for b in b0..b1 {
+        im2col(g, &x[b * img..(b + 1) * img], col, n, (b - b0) * g.pixels());
+    }
+}
+
+/// Raw pointers cross into rayon's closures; each group writes a disjoint range.
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+fn for_each_group(sched: &Schedule, f: impl Fn(usize) + Sync + Send) {
+    if sched.parallel_groups {
+        (0..sched.groups).into_par_iter().for_each(f);
+    } else {
+        (0..sched.groups).for_each(f);
+    }
+}
+
+/// `y = conv(x, w)`.
+pub fn forward(g: &ConvGeom, x: &[f32], w: &[f32]) -> Vec<f32> {
+    assert_eq!((x.len(), w.len()), (g.x_len(), g.w_len()));
+    let (kd, pix, co) = (g.kdim(), g.pixels(), g.cout);
+    let mut y = vec![0f32; g.y_len()];
+    let sched = Schedule::of(g);
+    let yp = SendPtr(y.as_mut_ptr());
+    let wm = Mat {
+        ptr: w.as_ptr(),
+        rs: kd as isize,
+        cs: 1,
+    };
+    for_each_group(&sched, |i| {
+        let yp = yp;
+        let (b0, b1) = sched.images(i, g.batch);
+        let n = (b1 - b0) * pix;
+        let img = g.cin * g.h * g.w;
+        let direct = b1 - b0 == 1;
+        let col_len = if g.pointwise() && direct { 0 } else { kd * n };
+        let out_len = if direct { 0 } else { co * n };
+        with_scratch(col_len, out_len, |col, out| {
+            let cm = if g.pointwise() && direct {
+                x[b0 * img..].as_ptr()
+            } else {
+                fill_columns(g, x, b0, b1, col);
+                col.as_ptr()
+            };
+            let cmat = Mat {
+                ptr: cm,
+                rs: n as isize,
+                cs: 1,
+            };
+            // SAFETY: y's images [b0, b1) belong to this group alone.
+            let ys = unsafe {
+                std::slice::from_raw_parts_mut(yp.0.add(b0 * co * pix), (b1 - b0) * co * pix)
+            };
+            if direct {
+                unsafe {
+                    matmul(
+                        co,
+                        n,
+                        kd,
+                        ys.as_mut_ptr(),
+                        n,
+                        false,
+                        wm,
+                        cmat,
+                        sched.gemm_par(),
+                    )
+                };
+            } else {
+                unsafe {
+                    matmul(
+                        co,
+                        n,
+                        kd,
+                        out.as_mut_ptr(),
+                        n,
+                        false,
+                        wm,
+                        cmat,
+                        sched.gemm_par(),
+                    )
+                };
+                scatter(out, co, pix, ys);
+            }
+        })
+    });
+    y
+}
+
+/// `dx` for upstream gradient `dy`.
+pub fn input_grad(g: &ConvGeom, dy: &[f32], w: &[f32]) -> Vec<f32> {
+    assert_eq!((dy.len(), w.len()), (g.y_len(), g.w_len()));
+    let (kd, pix, co) = (g.kdim(), g.pixels(), g.cout);
+    let img = g.cin * g.h * g.w;
+    let mut dx = vec![0f32; g.x_len()];
+    let sched = Schedule::of(g);
+    let dxp = SendPtr(dx.as_mut_ptr());
+    // w^T: [K, Co] read from w [Co, K].
+    let wt = Mat {
+        ptr: w.as_ptr(),
+        rs: 1,
+        cs: kd as isize,
+    };
+    for_each_group(&sched, |i| {
+        let dxp = dxp;
+        let (b0, b1) = sched.images(i, g.batch);
+        let n = (b1 - b0) * pix;
+        let direct = b1 - b0 == 1;
+        let dxs = unsafe { std::slice::from_raw_parts_mut(dxp.0.add(b0 * img), (b1 - b0) * img) };
+        let gin_len = if direct { 0 } else { co * n };
+        let col_len = if g.pointwise() && direct { 0 } else { kd * n };
+        with_scratch(gin_len, col_len, |gin, col| {
+            let gp = if direct {
+                dy[b0 * co * pix..].as_ptr()
+            } else {
+                gather(dy, co, pix, b0, b1, gin);
+                gin.as_ptr()
+            };
+            let gm = Mat {
+                ptr: gp,
+                rs: n as isize,
+                cs: 1,
+            };
+            if g.pointwise() && direct {
+                unsafe {
+                    matmul(
+                        kd,
+                        n,
+                        co,
+                        dxs.as_mut_ptr(),
+                        n,
+                        false,
+                        wt,
+                        gm,
+                        sched.gemm_par(),
+                    )
+                };
+                return;
+            }
+            unsafe {
+                matmul(
+                    kd,
+                    n,
+                    co,
+                    col.as_mut_ptr(),
+                    n,
+                    false,
+                    wt,
+                    gm,
+                    sched.gemm_par(),
+                )
+            };
+            if g.pointwise() {
+                scatter(col, kd, pix, dxs);
+            } else {
+                for b in b0..b1 {
+                    let d = &mut dxs[(b - b0) * img..(b - b0 + 1) * img];
+                    col2im_add(g, col, n, (b - b0) * pix, d);
+                }
+            }
+        })
+    });
+    dx
+}
+
+/// `dw` for upstream gradient `dy`.
+pub fn weight_grad(g: &ConvGeom, x: &[f32], dy: &[f32]) -> Vec<f32> {
+    assert_eq!((x.len(), dy.len()), (g.x_len(), g.y_len()));
+    let (kd, pix, co) = (g.kdim(), g.pixels(), g.cout);
+    let img = g.cin * g.h * g.w;
+    let sched = Schedule::of(g);
+    // Each worker accumulates into its own dw over a contiguous run of groups, then they add up.
+    let workers = if sched.parallel_groups {
+        sched.threads.min(sched.groups)
+    } else {
+        1
+    };
+    let per = sched.groups.div_ceil(workers);
+    let partials: Vec<Vec<f32>> = (0..workers)
+        .into_par_iter()
+        .map(|t| {
+            let mut dw = vec![0f32; g.w_len()];
+            for i in t * per..((t + 1) * per).min(sched.groups) {
+                let (b0, b1) = sched.images(i, g.batch);
+                let n = (b1 - b0) * pix;
+                let direct = b1 - b0 == 1;
+                let col_len = if g.pointwise() && direct { 0 } else { kd * n };
+                let gin_len = if direct { 0 } else { co * n };
+                with_scratch(col_len, gin_len, |col, gin| {
+                    let cp = if g.pointwise() && direct {
+                        x[b0 * img..].as_ptr()
+                    } else {
+                        fill_columns(g, x, b0, b1, col);
+                        col.as_ptr()
+                    };
+                    let gp = if direct {
+                        dy[b0 * co * pix..].as_ptr()
+                    } else {
+                        gather(dy, co, pix, b0, b1, gin);
+                        gin.as_ptr()
+                    };
+                    let gm = Mat {
+                        ptr: gp,
+                        rs: n as isize,
+                        cs: 1,
+                    };
+                    // col^T: [n, K] read from col [K, n].
+                    let ct = Mat {
+                        ptr: cp,
+                        rs: 1,
+                        cs: n as isize,
+                    };
+                    let first = i == t * per;
+                    unsafe {
+                        matmul(
+                            co,
+                            kd,
+                            n,
+                            dw.as_mut_ptr(),
+                            kd,
+                            !first,
+                            gm,
+                            ct,
+                            sched.gemm_par(),
+                        )
+                    };
+                });
+            }
+            dw
+        })
+        .collect();
+    let mut it = partials.into_iter();
+    let mut dw = it.next().unwrap_or_else(|| vec![0f32; g.w_len()]);
+    for p in it {
+        for (a, b) in dw.iter_mut().zip(&p) {
+            *a += b;
+        }
+    }
+    dw
+}
