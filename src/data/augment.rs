@@ -93,6 +93,11 @@ pub fn train_transform(
 }
 
 /// Applies drawn parameters: `out` is 3 x out_size x out_size CHW, normalised.
+///
+/// Along an output row the source position moves by a constant step (the rotation's cosine
+/// and sine), so each row is split into the span whose four bilinear taps all lie inside the
+/// crop, computed once per row and run without bounds checks in f32, and the edges (near the
+/// black fill), which take the careful per-tap path.
 pub fn apply(src: &[u8], src_size: u32, p: &AugmentParams, out: &mut [f32]) {
     check_buffers(src, src_size, out, p.out_size);
     let (s, n) = (src_size as usize, p.out_size as usize);
@@ -104,80 +109,123 @@ pub fn apply(src: &[u8], src_size: u32, p: &AugmentParams, out: &mut [f32]) {
     let (ox, oy) = (p.ox as usize, p.oy as usize);
     let w = n.min(s.saturating_sub(ox));
     let h = n.min(s.saturating_sub(oy));
-    let fetch = |xi: isize, yi: isize| -> Option<&[u8]> {
-        if xi < 0 || yi < 0 || xi as usize >= w || yi as usize >= h {
-            return None;
-        }
-        let i = ((oy + yi as usize) * s + ox + xi as usize) * 3;
-        Some(&src[i..i + 3])
-    };
+    let crop = &src[(oy * s + ox) * 3..];
+    // A flip mirrors about the centre: (n - 1 - x) + 0.5 - c == -(x + 0.5 - c).
+    let hs = if p.hflip { -1.0 } else { 1.0 };
+    let vs = if p.vflip { -1.0 } else { 1.0 };
+    let (dx, dy) = (cos * hs, sin * hs);
+    let (r, gb) = out.split_at_mut(plane);
+    let (g, b) = gb.split_at_mut(plane);
     for y in 0..n {
-        let yf = if p.vflip { n - 1 - y } else { y };
-        let v = yf as f64 + 0.5 - c;
-        for x in 0..n {
-            let xf = if p.hflip { n - 1 - x } else { x };
-            let u = xf as f64 + 0.5 - c;
-            // Inverse of a counter-clockwise rotation (image y points down).
-            let sx = cos * u - sin * v + c - 0.5;
-            let sy = sin * u + cos * v + c - 0.5;
-            let (x0, y0) = (floor(sx), floor(sy));
-            let (fx, fy) = ((sx - x0) as f32, (sy - y0) as f32);
-            let (x0, y0) = (x0 as isize, y0 as isize);
-            let mut rgb = [0f32; 3];
-            // Fast path for the (vast) interior: all four taps inside the crop, no bounds
-            // checks per tap. Same weights, same summation order: bit-identical results.
-            if x0 >= 0 && y0 >= 0 && (x0 as usize) + 1 < w && (y0 as usize) + 1 < h {
-                let i00 = ((oy + y0 as usize) * s + ox + x0 as usize) * 3;
-                let (i10, i01) = (i00 + 3, i00 + s * 3);
-                let i11 = i01 + 3;
-                let (w00, w10) = ((1.0 - fx) * (1.0 - fy), fx * (1.0 - fy));
-                let (w01, w11) = ((1.0 - fx) * fy, fx * fy);
-                let (p00, p10) = (&src[i00..i00 + 3], &src[i10..i10 + 3]);
-                let (p01, p11) = (&src[i01..i01 + 3], &src[i11..i11 + 3]);
-                for ch in 0..3 {
-                    // The slow path's order: 0 + w00 p00 + w10 p10 + w01 p01 + w11 p11 (a zero
-                    // weight adds an exact 0.0 there, so skipping it changes nothing).
-                    let v = 0.0
-                        + w00 * p00[ch] as f32
-                        + w10 * p10[ch] as f32
-                        + w01 * p01[ch] as f32
-                        + w11 * p11[ch] as f32;
-                    out[ch * plane + y * n + x] = v * scale[ch] + bias[ch];
-                }
-                continue;
-            }
-            for (dx, dy, wgt) in [
-                (0, 0, (1.0 - fx) * (1.0 - fy)),
-                (1, 0, fx * (1.0 - fy)),
-                (0, 1, (1.0 - fx) * fy),
-                (1, 1, fx * fy),
-            ] {
-                if wgt == 0.0 {
-                    continue;
-                }
-                if let Some(px) = fetch(x0 + dx, y0 + dy) {
-                    for ch in 0..3 {
-                        rgb[ch] += wgt * px[ch] as f32;
-                    }
-                }
-            }
-            for ch in 0..3 {
-                out[ch * plane + y * n + x] = rgb[ch] * scale[ch] + bias[ch];
-            }
+        let v = vs * (y as f64 + 0.5 - c);
+        let u0 = hs * (0.5 - c);
+        // Inverse of a counter-clockwise rotation (image y points down), at x = 0.
+        let ax = cos * u0 - sin * v + c - 0.5;
+        let ay = sin * u0 + cos * v + c - 0.5;
+        let row = Row { ax, ay, dx, dy };
+        let (lo, hi) = row.interior(w, h, n);
+        let rows = [
+            &mut r[y * n..(y + 1) * n],
+            &mut g[y * n..(y + 1) * n],
+            &mut b[y * n..(y + 1) * n],
+        ];
+        let [ro, go, bo] = rows;
+        let mut put = |x: usize, rgb: [f32; 3]| {
+            ro[x] = rgb[0] * scale[0] + bias[0];
+            go[x] = rgb[1] * scale[1] + bias[1];
+            bo[x] = rgb[2] * scale[2] + bias[2];
+        };
+        for x in (0..lo).chain(hi..n) {
+            put(x, edge_sample(crop, s, w, h, row.at(x)));
+        }
+        let (fx0, fy0, fdx, fdy) = (ax as f32, ay as f32, dx as f32, dy as f32);
+        for x in lo..hi {
+            let sx = fx0 + fdx * x as f32;
+            let sy = fy0 + fdy * x as f32;
+            // Both are >= 0 here, so truncation is the floor.
+            let (x0, y0) = (sx as usize, sy as usize);
+            let (fx, fy) = (sx - x0 as f32, sy - y0 as f32);
+            let i00 = (y0 * s + x0) * 3;
+            let t = &crop[i00..i00 + s * 3 + 6];
+            let (w00, w10) = ((1.0 - fx) * (1.0 - fy), fx * (1.0 - fy));
+            let (w01, w11) = ((1.0 - fx) * fy, fx * fy);
+            let tap = |ch: usize| {
+                w00 * t[ch] as f32
+                    + w10 * t[3 + ch] as f32
+                    + w01 * t[s * 3 + ch] as f32
+                    + w11 * t[s * 3 + 3 + ch] as f32
+            };
+            put(x, [tap(0), tap(1), tap(2)]);
         }
     }
 }
 
-/// `x.floor()` without a libm call (the baseline x86-64 target has no rounding instruction,
-/// and the call was an eighth of the train transform's time).
-#[inline]
-fn floor(x: f64) -> f64 {
-    let t = x as i64 as f64;
-    if t > x {
-        t - 1.0
-    } else {
-        t
+/// The source position along one output row: `(ax + dx * x, ay + dy * x)`.
+#[derive(Clone, Copy)]
+struct Row {
+    ax: f64,
+    ay: f64,
+    dx: f64,
+    dy: f64,
+}
+
+impl Row {
+    fn at(&self, x: usize) -> (f64, f64) {
+        (self.ax + self.dx * x as f64, self.ay + self.dy * x as f64)
     }
+
+    /// `[lo, hi)`: the outputs whose four taps lie inside the `w x h` crop, i.e.
+    /// `0 <= sx < w - 1` and `0 <= sy < h - 1`, with a margin so f32 rounding in the fast
+    /// loop cannot step outside (the edges' careful path handles the rest exactly).
+    fn interior(&self, w: usize, h: usize, n: usize) -> (usize, usize) {
+        const MARGIN: f64 = 1e-3;
+        let (mut lo, mut hi) = (0f64, n as f64);
+        for (a, d, len) in [(self.ax, self.dx, w), (self.ay, self.dy, h)] {
+            let (min, max) = (MARGIN, len as f64 - 1.0 - MARGIN);
+            if max < min {
+                return (0, 0);
+            }
+            if d.abs() < 1e-12 {
+                if a < min || a > max {
+                    return (0, 0);
+                }
+                continue;
+            }
+            // min <= a + d x <= max
+            let (x1, x2) = ((min - a) / d, (max - a) / d);
+            let (l, h) = if d > 0.0 { (x1, x2) } else { (x2, x1) };
+            lo = lo.max(l.ceil());
+            hi = hi.min(h.floor() + 1.0);
+        }
+        if hi <= lo {
+            return (0, 0);
+        }
+        (lo as usize, hi as usize)
+    }
+}
+
+/// Bilinear sample at source position `(sx, sy)` of the crop, taps outside it black.
+fn edge_sample(crop: &[u8], s: usize, w: usize, h: usize, (sx, sy): (f64, f64)) -> [f32; 3] {
+    let (x0, y0) = (sx.floor(), sy.floor());
+    let (fx, fy) = ((sx - x0) as f32, (sy - y0) as f32);
+    let (x0, y0) = (x0 as isize, y0 as isize);
+    let mut rgb = [0f32; 3];
+    for (ddx, ddy, wgt) in [
+        (0, 0, (1.0 - fx) * (1.0 - fy)),
+        (1, 0, fx * (1.0 - fy)),
+        (0, 1, (1.0 - fx) * fy),
+        (1, 1, fx * fy),
+    ] {
+        let (xi, yi) = (x0 + ddx, y0 + ddy);
+        if wgt == 0.0 || xi < 0 || yi < 0 || xi as usize >= w || yi as usize >= h {
+            continue;
+        }
+        let i = (yi as usize * s + xi as usize) * 3;
+        for ch in 0..3 {
+            rgb[ch] += wgt * crop[i + ch] as f32;
+        }
+    }
+    rgb
 }
 
 /// Deterministic: resample `src_size` to `out_size` with PIL's bilinear (triangle) filter, its
