@@ -99,6 +99,11 @@ pub fn train_transform(
 /// crop, computed once per row and run without bounds checks in f32, and the edges (near the
 /// black fill), which take the careful per-tap path.
 pub fn apply(src: &[u8], src_size: u32, p: &AugmentParams, out: &mut [f32]) {
+    apply_with(src, src_size, p, out, true)
+}
+
+/// [`apply`], with the AVX2 interior loop allowed (where the CPU has it) or not.
+fn apply_with(src: &[u8], src_size: u32, p: &AugmentParams, out: &mut [f32], allow_simd: bool) {
     check_buffers(src, src_size, out, p.out_size);
     let (s, n) = (src_size as usize, p.out_size as usize);
     let plane = n * n;
@@ -114,6 +119,10 @@ pub fn apply(src: &[u8], src_size: u32, p: &AugmentParams, out: &mut [f32]) {
     let hs = if p.hflip { -1.0 } else { 1.0 };
     let vs = if p.vflip { -1.0 } else { 1.0 };
     let (dx, dy) = (cos * hs, sin * hs);
+    #[cfg(target_arch = "x86_64")]
+    let simd = allow_simd && simd::available();
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = allow_simd;
     let (r, gb) = out.split_at_mut(plane);
     let (g, b) = gb.split_at_mut(plane);
     for y in 0..n {
@@ -130,6 +139,30 @@ pub fn apply(src: &[u8], src_size: u32, p: &AugmentParams, out: &mut [f32]) {
             &mut b[y * n..(y + 1) * n],
         ];
         let [ro, go, bo] = rows;
+        let (fx0, fy0, fdx, fdy) = (ax as f32, ay as f32, dx as f32, dy as f32);
+        let mut start = lo;
+        #[cfg(target_arch = "x86_64")]
+        if simd {
+            let span = simd::Span {
+                x0: fx0,
+                y0: fy0,
+                dx: fdx,
+                dy: fdy,
+            };
+            // SAFETY: `simd` says the CPU has AVX2 and FMA; [lo, hi) is the interior span.
+            start = unsafe {
+                simd::interior(
+                    crop,
+                    s,
+                    span,
+                    lo,
+                    hi,
+                    &scale,
+                    &bias,
+                    [&mut *ro, &mut *go, &mut *bo],
+                )
+            };
+        }
         let mut put = |x: usize, rgb: [f32; 3]| {
             ro[x] = rgb[0] * scale[0] + bias[0];
             go[x] = rgb[1] * scale[1] + bias[1];
@@ -138,8 +171,7 @@ pub fn apply(src: &[u8], src_size: u32, p: &AugmentParams, out: &mut [f32]) {
         for x in (0..lo).chain(hi..n) {
             put(x, edge_sample(crop, s, w, h, row.at(x)));
         }
-        let (fx0, fy0, fdx, fdy) = (ax as f32, ay as f32, dx as f32, dy as f32);
-        for x in lo..hi {
+        for x in start..hi {
             let sx = fx0 + fdx * x as f32;
             let sy = fy0 + fdy * x as f32;
             // Both are >= 0 here, so truncation is the floor.
@@ -277,6 +309,9 @@ pub fn test_transform(src: &[u8], src_size: u32, out_size: u32, out: &mut [f32])
         }
     }
 }
+
+#[cfg(target_arch = "x86_64")]
+mod simd;
 
 #[cfg(test)]
 mod tests;
