@@ -162,6 +162,7 @@ unsafe impl Sync for Mat {}
 ///
 /// # Safety
 /// Every pointer must be valid for the extents its strides and `m`, `n`, `k` imply.
+#[allow(clippy::too_many_arguments)]
 unsafe fn matmul(
     m: usize,
     n: usize,
@@ -322,6 +323,13 @@ struct SendPtr(*mut f32);
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 
+impl SendPtr {
+    /// A method, so closures capture the whole (Send) wrapper rather than its raw field.
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
 fn for_each_group(sched: &Schedule, f: impl Fn(usize) + Sync + Send) {
     if sched.parallel_groups {
         (0..sched.groups).into_par_iter().for_each(f);
@@ -343,7 +351,6 @@ pub fn forward(g: &ConvGeom, x: &[f32], w: &[f32]) -> Vec<f32> {
         cs: 1,
     };
     for_each_group(&sched, |i| {
-        let yp = yp;
         let (b0, b1) = sched.images(i, g.batch);
         let n = (b1 - b0) * pix;
         let img = g.cin * g.h * g.w;
@@ -364,7 +371,7 @@ pub fn forward(g: &ConvGeom, x: &[f32], w: &[f32]) -> Vec<f32> {
             };
             // SAFETY: y's images [b0, b1) belong to this group alone.
             let ys = unsafe {
-                std::slice::from_raw_parts_mut(yp.0.add(b0 * co * pix), (b1 - b0) * co * pix)
+                std::slice::from_raw_parts_mut(yp.get().add(b0 * co * pix), (b1 - b0) * co * pix)
             };
             if direct {
                 unsafe {
@@ -416,11 +423,11 @@ pub fn input_grad(g: &ConvGeom, dy: &[f32], w: &[f32]) -> Vec<f32> {
         cs: kd as isize,
     };
     for_each_group(&sched, |i| {
-        let dxp = dxp;
         let (b0, b1) = sched.images(i, g.batch);
         let n = (b1 - b0) * pix;
         let direct = b1 - b0 == 1;
-        let dxs = unsafe { std::slice::from_raw_parts_mut(dxp.0.add(b0 * img), (b1 - b0) * img) };
+        let dxs =
+            unsafe { std::slice::from_raw_parts_mut(dxp.get().add(b0 * img), (b1 - b0) * img) };
         let gin_len = if direct { 0 } else { co * n };
         let col_len = if g.pointwise() && direct { 0 } else { kd * n };
         with_scratch(gin_len, col_len, |gin, col| {

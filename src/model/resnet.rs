@@ -27,8 +27,16 @@ impl Conv {
         })
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        super::conv::conv2d(x, &self.weight, self.padding, self.stride)
+    /// In eval mode the weights are detached: inference needs no graph, and without one each
+    /// activation is freed as soon as the next layer has read it (peak memory of one layer,
+    /// not of the whole network).
+    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let w = if train {
+            self.weight.clone()
+        } else {
+            self.weight.detach()
+        };
+        super::conv::conv2d(x, &w, self.padding, self.stride)
     }
 }
 
@@ -88,7 +96,7 @@ impl Block {
         let mut h = x.clone();
         let last = self.layers.len() - 1;
         for (i, (conv, bn)) in self.layers.iter().enumerate() {
-            let y = conv.forward(&h)?;
+            let y = conv.forward(&h, train)?;
             h = if i != last {
                 bn.forward_relu(&y, train)?
             } else {
@@ -96,7 +104,7 @@ impl Block {
             };
         }
         let identity = match &self.downsample {
-            Some(d) => d.bn.forward(&d.conv.forward(x)?, train)?,
+            Some(d) => d.bn.forward(&d.conv.forward(x, train)?, train)?,
             None => x.clone(),
         };
         (h + identity)?.relu()
@@ -160,7 +168,9 @@ impl ResNet {
     /// Globally average-pooled backbone features `[B, feature_dim]`. In train mode every
     /// batch norm uses batch statistics and updates its running statistics.
     pub fn features(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let h = self.bn1.forward_relu(&self.conv1.forward(x)?, train)?;
+        let h = self
+            .bn1
+            .forward_relu(&self.conv1.forward(x, train)?, train)?;
         let mut h = max_pool_3x3_s2_p1(&h)?;
         for block in self.stages.iter().flatten() {
             h = block.forward(&h, train)?;
@@ -205,6 +215,17 @@ mod tests {
     // bias, running_mean, running_var (+ num_batches_tracked in state_dict):
     // 20 + 20*4 + 2 = 102 (122 with num_batches_tracked). ResNet-50: 53 convs, 53 BNs
     // (1 + 16*3 + 4 downsamples) -> 53 + 53*4 + 2 = 267 (320).
+    /// Eval mode builds no autograd graph through the backbone (so activations are freed
+    /// layer by layer); train mode does.
+    #[test]
+    fn eval_features_track_no_graph_and_train_features_do() {
+        let (vm, m) = build(Arch::ResNet18);
+        init_weights(&vm, Arch::ResNet18, 0).unwrap();
+        let x = Tensor::zeros((2, 3, 32, 32), DType::F32, &Device::Cpu).unwrap();
+        assert!(!m.features(&x, false).unwrap().track_op());
+        assert!(m.features(&x, true).unwrap().track_op());
+    }
+
     #[test]
     fn resnet18_names_and_shapes_match_torchvision() {
         let (vm, _) = build(Arch::ResNet18);
@@ -286,7 +307,7 @@ mod tests {
             .try_fold(
                 max_pool_3x3_s2_p1(
                     &m.bn1
-                        .forward(&m.conv1.forward(&x).unwrap(), false)
+                        .forward(&m.conv1.forward(&x, false).unwrap(), false)
                         .unwrap()
                         .relu()
                         .unwrap(),
@@ -296,7 +317,10 @@ mod tests {
             )
             .unwrap();
         assert_eq!(h.dims(), &[2, 256, 8, 8]);
-        assert_eq!(b.layers[0].0.forward(&h).unwrap().dims(), &[2, 128, 8, 8]);
+        assert_eq!(
+            b.layers[0].0.forward(&h, false).unwrap().dims(),
+            &[2, 128, 8, 8]
+        );
         assert_eq!(b.layers[1].0.stride, 2);
         assert_eq!(m.features(&x, false).unwrap().dims(), &[2, 2048]);
     }
