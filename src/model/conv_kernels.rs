@@ -65,6 +65,11 @@ impl ConvGeom {
         self.ho * self.wo
     }
 
+    /// Values of one input image: `Ci*H*W`.
+    fn image_len(&self) -> usize {
+        self.cin * self.h * self.w
+    }
+
     pub fn x_len(&self) -> usize {
         self.batch * self.cin * self.h * self.w
     }
@@ -118,9 +123,12 @@ impl Schedule {
         }
     }
 
-    /// Images `[start, end)` of group `i`.
-    fn images(&self, i: usize, batch: usize) -> (usize, usize) {
-        (i * self.group, ((i + 1) * self.group).min(batch))
+    /// Group `i` of a batch of `batch` images.
+    fn group_at(&self, i: usize, batch: usize) -> Group {
+        Group {
+            b0: i * self.group,
+            b1: ((i + 1) * self.group).min(batch),
+        }
     }
 }
 
@@ -310,7 +318,7 @@ fn fill_columns(g: &ConvGeom, x: &[f32], b0: usize, b1: usize, col: &mut [f32]) 
     if g.pointwise() {
         return gather(x, g.cin, g.pixels(), b0, b1, col);
     }
-    let img = g.cin * g.h * g.w;
+    let img = g.image_len();
     let n = (b1 - b0) * g.pixels();
     for b in b0..b1 {
         im2col(g, &x[b * img..(b + 1) * img], col, n, (b - b0) * g.pixels());
@@ -338,6 +346,87 @@ fn for_each_group(sched: &Schedule, f: impl Fn(usize) + Sync + Send) {
     }
 }
 
+/// Images `[b0, b1)`: one group of a [`Schedule`].
+#[derive(Clone, Copy)]
+struct Group {
+    b0: usize,
+    b1: usize,
+}
+
+impl Group {
+    fn images(self) -> usize {
+        self.b1 - self.b0
+    }
+
+    /// A group of one image reads and writes its tensors in place, without gather/scatter.
+    fn alone(self) -> bool {
+        self.images() == 1
+    }
+}
+
+/// Floats of scratch [`columns`] needs.
+fn columns_len(g: &ConvGeom, grp: Group) -> usize {
+    if g.pointwise() && grp.alone() {
+        0
+    } else {
+        g.kdim() * grp.images() * g.pixels()
+    }
+}
+
+/// The group's column matrix `[K, n]`: `x` itself for one image of a pointwise conv, else
+/// built in `buf` ([`columns_len`] floats).
+fn columns(g: &ConvGeom, x: &[f32], grp: Group, buf: &mut [f32]) -> Mat {
+    let n = grp.images() * g.pixels();
+    let ptr = if g.pointwise() && grp.alone() {
+        x[grp.b0 * g.image_len()..].as_ptr()
+    } else {
+        fill_columns(g, x, grp.b0, grp.b1, buf);
+        buf.as_ptr()
+    };
+    Mat::row_major(ptr, n)
+}
+
+/// Floats of scratch [`out_grads`] needs.
+fn out_grads_len(g: &ConvGeom, grp: Group) -> usize {
+    if grp.alone() {
+        0
+    } else {
+        g.cout * grp.images() * g.pixels()
+    }
+}
+
+/// The group's output gradient as a matrix `[Co, n]`: `dy` itself for one image, else
+/// gathered into `buf` ([`out_grads_len`] floats).
+fn out_grads(g: &ConvGeom, dy: &[f32], grp: Group, buf: &mut [f32]) -> Mat {
+    let (pix, co) = (g.pixels(), g.cout);
+    let ptr = if grp.alone() {
+        dy[grp.b0 * co * pix..].as_ptr()
+    } else {
+        gather(dy, co, pix, grp.b0, grp.b1, buf);
+        buf.as_ptr()
+    };
+    Mat::row_major(ptr, grp.images() * pix)
+}
+
+impl Mat {
+    /// A row-major matrix with `cols` columns.
+    fn row_major(ptr: *const f32, cols: usize) -> Mat {
+        Mat {
+            ptr,
+            rs: cols as isize,
+            cs: 1,
+        }
+    }
+
+    fn t(self) -> Mat {
+        Mat {
+            ptr: self.ptr,
+            rs: self.cs,
+            cs: self.rs,
+        }
+    }
+}
+
 /// `y = conv(x, w)`.
 pub fn forward(g: &ConvGeom, x: &[f32], w: &[f32]) -> Vec<f32> {
     assert_eq!((x.len(), w.len()), (g.x_len(), g.w_len()));
@@ -345,62 +434,24 @@ pub fn forward(g: &ConvGeom, x: &[f32], w: &[f32]) -> Vec<f32> {
     let mut y = vec![0f32; g.y_len()];
     let sched = Schedule::of(g);
     let yp = SendPtr(y.as_mut_ptr());
-    let wm = Mat {
-        ptr: w.as_ptr(),
-        rs: kd as isize,
-        cs: 1,
-    };
+    let wm = Mat::row_major(w.as_ptr(), kd);
     for_each_group(&sched, |i| {
-        let (b0, b1) = sched.images(i, g.batch);
-        let n = (b1 - b0) * pix;
-        let img = g.cin * g.h * g.w;
-        let direct = b1 - b0 == 1;
-        let col_len = if g.pointwise() && direct { 0 } else { kd * n };
-        let out_len = if direct { 0 } else { co * n };
-        with_scratch(col_len, out_len, |col, out| {
-            let cm = if g.pointwise() && direct {
-                x[b0 * img..].as_ptr()
-            } else {
-                fill_columns(g, x, b0, b1, col);
-                col.as_ptr()
-            };
-            let cmat = Mat {
-                ptr: cm,
-                rs: n as isize,
-                cs: 1,
-            };
+        let grp = sched.group_at(i, g.batch);
+        let n = grp.images() * pix;
+        let out_len = if grp.alone() { 0 } else { co * n };
+        with_scratch(columns_len(g, grp), out_len, |col, out| {
+            let cols = columns(g, x, grp, col);
             // SAFETY: y's images [b0, b1) belong to this group alone.
-            let ys = unsafe {
-                std::slice::from_raw_parts_mut(yp.get().add(b0 * co * pix), (b1 - b0) * co * pix)
-            };
-            if direct {
-                unsafe {
-                    matmul(
-                        co,
-                        n,
-                        kd,
-                        ys.as_mut_ptr(),
-                        n,
-                        false,
-                        wm,
-                        cmat,
-                        sched.gemm_par(),
-                    )
-                };
+            let ys =
+                unsafe { std::slice::from_raw_parts_mut(yp.get().add(grp.b0 * co * pix), co * n) };
+            let dst = if grp.alone() {
+                ys.as_mut_ptr()
             } else {
-                unsafe {
-                    matmul(
-                        co,
-                        n,
-                        kd,
-                        out.as_mut_ptr(),
-                        n,
-                        false,
-                        wm,
-                        cmat,
-                        sched.gemm_par(),
-                    )
-                };
+                out.as_mut_ptr()
+            };
+            // SAFETY: dst holds [co, n]; wm [co, kd] and cols [kd, n] are live inputs.
+            unsafe { matmul(co, n, kd, dst, n, false, wm, cols, sched.gemm_par()) };
+            if !grp.alone() {
                 scatter(out, co, pix, ys);
             }
         })
@@ -412,71 +463,39 @@ pub fn forward(g: &ConvGeom, x: &[f32], w: &[f32]) -> Vec<f32> {
 pub fn input_grad(g: &ConvGeom, dy: &[f32], w: &[f32]) -> Vec<f32> {
     assert_eq!((dy.len(), w.len()), (g.y_len(), g.w_len()));
     let (kd, pix, co) = (g.kdim(), g.pixels(), g.cout);
-    let img = g.cin * g.h * g.w;
+    let img = g.image_len();
     let mut dx = vec![0f32; g.x_len()];
     let sched = Schedule::of(g);
     let dxp = SendPtr(dx.as_mut_ptr());
     // w^T: [K, Co] read from w [Co, K].
-    let wt = Mat {
-        ptr: w.as_ptr(),
-        rs: 1,
-        cs: kd as isize,
-    };
+    let wt = Mat::row_major(w.as_ptr(), kd).t();
     for_each_group(&sched, |i| {
-        let (b0, b1) = sched.images(i, g.batch);
-        let n = (b1 - b0) * pix;
-        let direct = b1 - b0 == 1;
-        let dxs =
-            unsafe { std::slice::from_raw_parts_mut(dxp.get().add(b0 * img), (b1 - b0) * img) };
-        let gin_len = if direct { 0 } else { co * n };
-        let col_len = if g.pointwise() && direct { 0 } else { kd * n };
-        with_scratch(gin_len, col_len, |gin, col| {
-            let gp = if direct {
-                dy[b0 * co * pix..].as_ptr()
+        let grp = sched.group_at(i, g.batch);
+        let n = grp.images() * pix;
+        // SAFETY: dx's images [b0, b1) belong to this group alone.
+        let dxs = unsafe {
+            std::slice::from_raw_parts_mut(dxp.get().add(grp.b0 * img), grp.images() * img)
+        };
+        // A lone image of a pointwise conv gets its gradient straight from the GEMM.
+        let in_place = g.pointwise() && grp.alone();
+        let col_len = if in_place { 0 } else { kd * n };
+        with_scratch(out_grads_len(g, grp), col_len, |gin, col| {
+            let gm = out_grads(g, dy, grp, gin);
+            let dst = if in_place {
+                dxs.as_mut_ptr()
             } else {
-                gather(dy, co, pix, b0, b1, gin);
-                gin.as_ptr()
+                col.as_mut_ptr()
             };
-            let gm = Mat {
-                ptr: gp,
-                rs: n as isize,
-                cs: 1,
-            };
-            if g.pointwise() && direct {
-                unsafe {
-                    matmul(
-                        kd,
-                        n,
-                        co,
-                        dxs.as_mut_ptr(),
-                        n,
-                        false,
-                        wt,
-                        gm,
-                        sched.gemm_par(),
-                    )
-                };
+            // SAFETY: dst holds [kd, n]; wt [kd, co] and gm [co, n] are live inputs.
+            unsafe { matmul(kd, n, co, dst, n, false, wt, gm, sched.gemm_par()) };
+            if in_place {
                 return;
             }
-            unsafe {
-                matmul(
-                    kd,
-                    n,
-                    co,
-                    col.as_mut_ptr(),
-                    n,
-                    false,
-                    wt,
-                    gm,
-                    sched.gemm_par(),
-                )
-            };
             if g.pointwise() {
                 scatter(col, kd, pix, dxs);
             } else {
-                for b in b0..b1 {
-                    let d = &mut dxs[(b - b0) * img..(b - b0 + 1) * img];
-                    col2im_add(g, col, n, (b - b0) * pix, d);
+                for (j, d) in dxs.chunks_exact_mut(img).enumerate() {
+                    col2im_add(g, col, n, j * pix, d);
                 }
             }
         })
@@ -488,7 +507,6 @@ pub fn input_grad(g: &ConvGeom, dy: &[f32], w: &[f32]) -> Vec<f32> {
 pub fn weight_grad(g: &ConvGeom, x: &[f32], dy: &[f32]) -> Vec<f32> {
     assert_eq!((x.len(), dy.len()), (g.x_len(), g.y_len()));
     let (kd, pix, co) = (g.kdim(), g.pixels(), g.cout);
-    let img = g.cin * g.h * g.w;
     let sched = Schedule::of(g);
     // Each worker accumulates into its own dw over a contiguous run of groups, then they add up.
     let workers = if sched.parallel_groups {
@@ -502,36 +520,13 @@ pub fn weight_grad(g: &ConvGeom, x: &[f32], dy: &[f32]) -> Vec<f32> {
         .map(|t| {
             let mut dw = vec![0f32; g.w_len()];
             for i in t * per..((t + 1) * per).min(sched.groups) {
-                let (b0, b1) = sched.images(i, g.batch);
-                let n = (b1 - b0) * pix;
-                let direct = b1 - b0 == 1;
-                let col_len = if g.pointwise() && direct { 0 } else { kd * n };
-                let gin_len = if direct { 0 } else { co * n };
-                with_scratch(col_len, gin_len, |col, gin| {
-                    let cp = if g.pointwise() && direct {
-                        x[b0 * img..].as_ptr()
-                    } else {
-                        fill_columns(g, x, b0, b1, col);
-                        col.as_ptr()
-                    };
-                    let gp = if direct {
-                        dy[b0 * co * pix..].as_ptr()
-                    } else {
-                        gather(dy, co, pix, b0, b1, gin);
-                        gin.as_ptr()
-                    };
-                    let gm = Mat {
-                        ptr: gp,
-                        rs: n as isize,
-                        cs: 1,
-                    };
-                    // col^T: [n, K] read from col [K, n].
-                    let ct = Mat {
-                        ptr: cp,
-                        rs: 1,
-                        cs: n as isize,
-                    };
+                let grp = sched.group_at(i, g.batch);
+                let n = grp.images() * pix;
+                with_scratch(columns_len(g, grp), out_grads_len(g, grp), |col, gin| {
+                    let cols = columns(g, x, grp, col);
+                    let gm = out_grads(g, dy, grp, gin);
                     let first = i == t * per;
+                    // SAFETY: dw holds [co, kd]; gm [co, n] and cols^T [n, kd] are live inputs.
                     unsafe {
                         matmul(
                             co,
@@ -541,7 +536,7 @@ pub fn weight_grad(g: &ConvGeom, x: &[f32], dy: &[f32]) -> Vec<f32> {
                             kd,
                             !first,
                             gm,
-                            ct,
+                            cols.t(),
                             sched.gemm_par(),
                         )
                     };
