@@ -7,9 +7,8 @@
 //! broadcast ops each allocating a full-size temporary.
 
 use super::bn_kernels::{self, BnShape};
-use candle_core::{
-    CpuStorage, CustomOp1, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor, Var,
-};
+use super::cpu_data::{f32_slice, storage_f32, with_f32};
+use candle_core::{CpuStorage, CustomOp1, CustomOp3, DType, Layout, Result, Shape, Tensor, Var};
 use candle_nn::{Init, VarBuilder};
 
 pub const BN_EPS: f64 = 1e-5;
@@ -104,7 +103,7 @@ impl BatchNorm {
     /// Batch statistics in f64 like PyTorch's CPU kernels (`acc_type<float>` is double): an
     /// f32 sum over B*H*W values loses enough precision to make training drift from PyTorch's.
     fn train_cpu(&self, x: &Tensor, shape: BnShape, relu: bool) -> Result<Tensor> {
-        let (mean, var) = with_f32(x, |v| bn_kernels::stats(shape, v))?;
+        let (mean, var) = with_f32(x, OP, |v| bn_kernels::stats(shape, v))?;
         let invstd = var.iter().map(|v| 1.0 / (v + BN_EPS).sqrt()).collect();
         let n = shape.count() as f64;
         let unbiased: Vec<f32> = var.iter().map(|v| (v * n / (n - 1.0)) as f32).collect();
@@ -201,25 +200,7 @@ impl BatchNorm {
     }
 }
 
-/// Run `f` on the values of a contiguous f32 CPU tensor.
-fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
-    let (storage, layout) = t.storage_and_layout();
-    Ok(f(storage_f32(&storage, layout)?))
-}
-
-fn storage_f32<'a>(s: &'a Storage, l: &Layout) -> Result<&'a [f32]> {
-    match s {
-        Storage::Cpu(c) => f32_slice(c, l),
-        _ => candle_core::bail!("batch norm: expected a CPU tensor"),
-    }
-}
-
-fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
-    match (s, l.contiguous_offsets()) {
-        (CpuStorage::F32(v), Some((a, b))) => Ok(&v[a..b]),
-        _ => candle_core::bail!("batch norm: expected a contiguous f32 CPU tensor"),
-    }
-}
+const OP: &str = "batch norm";
 
 /// Training-mode batch norm (optionally followed by ReLU) with its batch statistics.
 struct BnTrain {
@@ -243,7 +224,7 @@ impl CustomOp3 for BnTrain {
         bs: &CpuStorage,
         bl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (w, b) = (f32_slice(ws, wl)?, f32_slice(bs, bl)?);
+        let (w, b) = (f32_slice(ws, wl, OP)?, f32_slice(bs, bl, OP)?);
         // Like ATen: alpha = invstd * weight, beta = bias - mean * alpha, then x * alpha + beta.
         let scale: Vec<f64> = self
             .invstd
@@ -258,7 +239,13 @@ impl CustomOp3 for BnTrain {
             .map(|((&b, m), s)| (b as f64 - m * s) as f32)
             .collect::<Vec<_>>();
         let scale: Vec<f32> = scale.into_iter().map(|s| s as f32).collect();
-        let y = bn_kernels::affine(self.shape, f32_slice(xs, xl)?, &scale, &shift, self.relu);
+        let y = bn_kernels::affine(
+            self.shape,
+            f32_slice(xs, xl, OP)?,
+            &scale,
+            &shift,
+            self.relu,
+        );
         Ok((CpuStorage::F32(y), xl.shape().clone()))
     }
 
@@ -276,14 +263,14 @@ impl CustomOp3 for BnTrain {
         let (gs, gl) = grad.storage_and_layout();
         let (ys, yl) = y.storage_and_layout();
         let yv = if self.relu {
-            Some(storage_f32(&ys, yl)?)
+            Some(storage_f32(&ys, yl, OP)?)
         } else {
             None
         };
         let (dx, dw, db) = bn_kernels::backward(
             self.shape,
-            storage_f32(&xs, xl)?,
-            storage_f32(&gs, gl)?,
+            storage_f32(&xs, xl, OP)?,
+            storage_f32(&gs, gl, OP)?,
             yv,
             &self.mean,
             &self.invstd,
@@ -314,7 +301,7 @@ impl CustomOp1 for BnAffine {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let y = bn_kernels::affine(
             self.shape,
-            f32_slice(s, l)?,
+            f32_slice(s, l, OP)?,
             &self.scale,
             &self.shift,
             self.relu,

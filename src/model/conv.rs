@@ -8,6 +8,7 @@
 //! Other devices and dtypes keep candle's conv (its CUDA kernels, cuDNN when enabled).
 
 use super::conv_kernels::{self, ConvGeom};
+use super::cpu_data::f32_slice;
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 
 /// `x` `[B, Ci, H, W]`, `w` `[Co, Ci, k, k]`, dilation 1, groups 1.
@@ -31,17 +32,6 @@ fn geom(x: &Tensor, w: &Tensor, padding: usize, stride: usize) -> Result<ConvGeo
     })
 }
 
-/// The f32 values of a contiguous CPU tensor's storage.
-fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
-    let CpuStorage::F32(v) = s else {
-        candle_core::bail!("conv2d: expected f32 storage")
-    };
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&v[a..b]),
-        None => candle_core::bail!("conv2d: expected a contiguous tensor"),
-    }
-}
-
 #[derive(Debug, Clone, Copy)]
 struct Conv2d {
     geom: ConvGeom,
@@ -60,7 +50,11 @@ impl CustomOp2 for Conv2d {
         wl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let g = &self.geom;
-        let y = conv_kernels::forward(g, slice(xs, xl)?, slice(ws, wl)?);
+        let y = conv_kernels::forward(
+            g,
+            f32_slice(xs, xl, "conv2d")?,
+            f32_slice(ws, wl, "conv2d")?,
+        );
         Ok((
             CpuStorage::F32(y),
             Shape::from((g.batch, g.cout, g.ho, g.wo)),
@@ -108,7 +102,11 @@ impl CustomOp2 for InputGrad {
         wl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let g = &self.geom;
-        let dx = conv_kernels::input_grad(g, slice(gs, gl)?, slice(ws, wl)?);
+        let dx = conv_kernels::input_grad(
+            g,
+            f32_slice(gs, gl, "conv2d")?,
+            f32_slice(ws, wl, "conv2d")?,
+        );
         Ok((CpuStorage::F32(dx), Shape::from((g.batch, g.cin, g.h, g.w))))
     }
 }
@@ -132,7 +130,11 @@ impl CustomOp2 for WeightGrad {
         gl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let g = &self.geom;
-        let dw = conv_kernels::weight_grad(g, slice(xs, xl)?, slice(gs, gl)?);
+        let dw = conv_kernels::weight_grad(
+            g,
+            f32_slice(xs, xl, "conv2d")?,
+            f32_slice(gs, gl, "conv2d")?,
+        );
         Ok((CpuStorage::F32(dw), Shape::from((g.cout, g.cin, g.k, g.k))))
     }
 }

@@ -6,6 +6,7 @@ pub mod batch_norm;
 pub mod bn_kernels;
 pub mod conv;
 pub mod conv_kernels;
+pub mod cpu_data;
 pub mod infer;
 pub mod init;
 pub mod max_pool;
