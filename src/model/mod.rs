@@ -2,6 +2,7 @@
 //! norm and stem max-pool, since candle's cannot train), plus weight init, pretrained weights
 //! (Hugging Face cache or a local file) and inference helpers.
 
+pub mod add_relu;
 pub mod batch_norm;
 pub mod bn_kernels;
 pub mod conv;
