@@ -34,14 +34,7 @@ impl CustomOp2 for AddRelu {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (a, b) = (f32_slice(s1, l1, OP)?, f32_slice(s2, l2, OP)?);
-        let mut y = vec![0f32; a.len()];
-        y.par_chunks_mut(CHUNK)
-            .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
-            .for_each(|(y, (a, b))| {
-                for ((y, a), b) in y.iter_mut().zip(a).zip(b) {
-                    *y = (a + b).max(0.0);
-                }
-            });
+        let y = zip_map(a, b, |a, b| (a + b).max(0.0));
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
@@ -73,27 +66,29 @@ impl CustomOp2 for PositiveMask {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (g, y) = (f32_slice(s1, l1, OP)?, f32_slice(s2, l2, OP)?);
-        let mut out = vec![0f32; g.len()];
-        out.par_chunks_mut(CHUNK)
-            .zip(g.par_chunks(CHUNK).zip(y.par_chunks(CHUNK)))
-            .for_each(|(o, (g, y))| {
-                for ((o, g), y) in o.iter_mut().zip(g).zip(y) {
-                    *o = if *y > 0.0 { *g } else { 0.0 };
-                }
-            });
+        let out = zip_map(g, y, |g, y| if y > 0.0 { g } else { 0.0 });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
+}
+
+/// `f(a[i], b[i])` for every i, in chunks over rayon's pool.
+fn zip_map(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
+    let mut out = vec![0f32; a.len()];
+    out.par_chunks_mut(CHUNK)
+        .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
+        .for_each(|(o, (a, b))| {
+            for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
+                *o = f(a, b);
+            }
+        });
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::test_util::randn;
     use candle_core::{Device, Var};
-
-    fn randn(n: usize, seed: u64) -> Vec<f32> {
-        let mut r = crate::rng::Rng::new(seed);
-        (0..n).map(|_| r.normal() as f32).collect()
-    }
 
     /// Same output as `(a + b).relu()` and the same gradients for both inputs as candle's
     /// autograd through those two ops (random inputs: no sum is exactly 0, where the two
@@ -103,9 +98,9 @@ mod tests {
         let dev = Device::Cpu;
         let shape = (3, 4, 5, 7);
         let n = 3 * 4 * 5 * 7;
-        let a = Var::from_vec(randn(n, 1), shape, &dev).unwrap();
-        let b = Var::from_vec(randn(n, 2), shape, &dev).unwrap();
-        let up = Tensor::from_vec(randn(n, 3), shape, &dev).unwrap();
+        let a = Var::from_vec(randn(&[n], 1), shape, &dev).unwrap();
+        let b = Var::from_vec(randn(&[n], 2), shape, &dev).unwrap();
+        let up = Tensor::from_vec(randn(&[n], 3), shape, &dev).unwrap();
         let ours = add_relu(a.as_tensor(), b.as_tensor()).unwrap();
         let theirs = (a.as_tensor() + b.as_tensor()).unwrap().relu().unwrap();
         assert_eq!(

@@ -313,6 +313,7 @@ impl CustomOp1 for BnAffine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::test_util::{max_diff, randn};
     use candle_core::{DType, Device};
     use candle_nn::VarMap;
 
@@ -383,24 +384,14 @@ mod tests {
         assert!(bn.forward(&x, false).is_ok());
     }
 
-    fn randn(n: usize, seed: u64) -> Vec<f32> {
-        let mut r = crate::rng::Rng::new(seed);
-        (0..n).map(|_| r.normal() as f32).collect()
-    }
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        let d = (a - b).unwrap().abs().unwrap().flatten_all().unwrap();
-        d.max(0).unwrap().to_scalar().unwrap()
-    }
-
     /// A batch norm with random affine parameters (same for equal seeds).
     fn random_bn(c: usize, seed: u64) -> (VarMap, BatchNorm) {
         let dev = Device::Cpu;
         let mut vm = VarMap::new();
         let bn = BatchNorm::new(c, VarBuilder::from_varmap(&vm, DType::F32, &dev)).unwrap();
-        let w: Vec<f32> = randn(c, seed).iter().map(|v| 1.0 + 0.5 * v).collect();
+        let w: Vec<f32> = randn(&[c], seed).iter().map(|v| 1.0 + 0.5 * v).collect();
         vm.set_one("weight", Tensor::new(w, &dev).unwrap()).unwrap();
-        vm.set_one("bias", Tensor::new(randn(c, seed + 1), &dev).unwrap())
+        vm.set_one("bias", Tensor::new(randn(&[c], seed + 1), &dev).unwrap())
             .unwrap();
         (vm, bn)
     }
@@ -418,9 +409,12 @@ mod tests {
                 let seed = case as u64 * 10;
                 let n = b * c * h * w;
                 // A large common offset: the variance must not cancel away in f32.
-                let xv: Vec<f32> = randn(n, seed + 2).iter().map(|v| 3.0 * v + 50.0).collect();
+                let xv: Vec<f32> = randn(&[n], seed + 2)
+                    .iter()
+                    .map(|v| 3.0 * v + 50.0)
+                    .collect();
                 let x = Var::from_vec(xv, (b, c, h, w), &dev).unwrap();
-                let up = Tensor::from_vec(randn(n, seed + 3), (b, c, h, w), &dev).unwrap();
+                let up = Tensor::from_vec(randn(&[n], seed + 3), (b, c, h, w), &dev).unwrap();
                 let (vm1, fast) = random_bn(c, seed);
                 let (vm2, slow) = random_bn(c, seed);
                 let y1 = fast.forward_fused(x.as_tensor(), true, relu).unwrap();
@@ -465,9 +459,9 @@ mod tests {
         let dev = Device::Cpu;
         let (b, c, h, w) = (3, 4, 5, 5);
         let n = b * c * h * w;
-        let x = Var::from_vec(randn(n, 1), (b, c, h, w), &dev).unwrap();
-        let up = Tensor::from_vec(randn(n, 2), (b, c, h, w), &dev).unwrap();
-        let dir = Tensor::from_vec(randn(n, 3), (b, c, h, w), &dev).unwrap();
+        let x = Var::from_vec(randn(&[n], 1), (b, c, h, w), &dev).unwrap();
+        let up = Tensor::from_vec(randn(&[n], 2), (b, c, h, w), &dev).unwrap();
+        let dir = Tensor::from_vec(randn(&[n], 3), (b, c, h, w), &dev).unwrap();
         let (_vm, bn) = random_bn(c, 4);
         let loss = |x: &Tensor| -> f64 {
             let y = bn.forward_relu(x, true).unwrap();

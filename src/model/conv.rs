@@ -142,20 +142,9 @@ impl CustomOp2 for WeightGrad {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::test_util::{max_diff, randn};
     use crate::rng::Rng;
     use candle_core::{Device, Var};
-
-    fn randn(shape: &[usize], seed: u64) -> Vec<f32> {
-        let mut r = Rng::new(seed);
-        (0..shape.iter().product())
-            .map(|_| r.normal() as f32)
-            .collect()
-    }
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        let d = (a - b).unwrap().abs().unwrap().flatten_all().unwrap();
-        d.max(0).unwrap().to_scalar().unwrap()
-    }
 
     fn dot(a: &Tensor, b: &Tensor) -> f64 {
         let a = a.to_dtype(DType::F64).unwrap();

@@ -13,6 +13,8 @@ pub mod init;
 pub mod max_pool;
 pub mod pretrained;
 pub mod resnet;
+#[cfg(test)]
+mod test_util;
 pub mod weights_io;
 
 pub use infer::{load_for_inference, predict_logits, predict_probs};
