@@ -16,14 +16,25 @@ pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     if !fast || a.dims() != b.dims() {
         return (a + b)?.relu();
     }
-    a.contiguous()?.apply_op2(&b.contiguous()?, AddRelu)
+    a.contiguous()?
+        .apply_op2(&b.contiguous()?, Elementwise::AddRelu)
 }
 
-struct AddRelu;
+/// The two element-wise kernels: the op and its backward.
+#[derive(Clone, Copy)]
+enum Elementwise {
+    /// `(a, b) -> max(a + b, 0)`.
+    AddRelu,
+    /// `(grad, y) -> grad where y > 0, else 0`.
+    PositiveMask,
+}
 
-impl CustomOp2 for AddRelu {
+impl CustomOp2 for Elementwise {
     fn name(&self) -> &'static str {
-        "drpipe-add-relu"
+        match self {
+            Elementwise::AddRelu => "drpipe-add-relu",
+            Elementwise::PositiveMask => "drpipe-positive-mask",
+        }
     }
 
     fn cpu_fwd(
@@ -34,10 +45,14 @@ impl CustomOp2 for AddRelu {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (a, b) = (f32_slice(s1, l1, OP)?, f32_slice(s2, l2, OP)?);
-        let y = zip_map(a, b, |a, b| (a + b).max(0.0));
-        Ok((CpuStorage::F32(y), l1.shape().clone()))
+        let out = match self {
+            Elementwise::AddRelu => zip_map(a, b, |a, b| (a + b).max(0.0)),
+            Elementwise::PositiveMask => zip_map(a, b, |g, y| if y > 0.0 { g } else { 0.0 }),
+        };
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 
+    /// Only `AddRelu` is differentiated (the mask is its backward).
     fn bwd(
         &self,
         _a: &Tensor,
@@ -45,29 +60,13 @@ impl CustomOp2 for AddRelu {
         y: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let g = grad.contiguous()?.apply_op2_no_bwd(y, &PositiveMask)?;
+        if let Elementwise::PositiveMask = self {
+            candle_core::bail!("{OP}: the gradient mask has no backward")
+        }
+        let g = grad
+            .contiguous()?
+            .apply_op2_no_bwd(y, &Elementwise::PositiveMask)?;
         Ok((Some(g.clone()), Some(g)))
-    }
-}
-
-/// `(grad, y) -> grad where y > 0, else 0`.
-struct PositiveMask;
-
-impl CustomOp2 for PositiveMask {
-    fn name(&self) -> &'static str {
-        "drpipe-positive-mask"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let (g, y) = (f32_slice(s1, l1, OP)?, f32_slice(s2, l2, OP)?);
-        let out = zip_map(g, y, |g, y| if y > 0.0 { g } else { 0.0 });
-        Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 }
 

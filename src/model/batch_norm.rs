@@ -77,27 +77,32 @@ impl BatchNorm {
                 x.shape()
             )
         }
-        let fast =
+        let cpu =
             x.device().is_cpu() && x.dtype() == DType::F32 && self.weight.dtype() == DType::F32;
-        let y = match (fast, train) {
-            (true, true) => self.train_cpu(&x.contiguous()?, shape, relu)?,
-            (true, false) if !x.track_op() => {
-                let (scale, shift) = self.eval_affine()?;
-                let op = BnAffine {
-                    shape,
-                    scale,
-                    shift,
-                    relu,
-                };
-                return x.contiguous()?.apply_op1_no_bwd(&op);
-            }
-            (_, true) => self.train_generic(x)?,
-            (_, false) => self.eval_generic(x)?,
-        };
-        if relu && !(fast && train) {
-            return y.relu();
+        if cpu && train {
+            return self.train_cpu(&x.contiguous()?, shape, relu);
         }
-        Ok(y)
+        // Eval without a graph to record (inference): the fused affine kernel.
+        if cpu && !x.track_op() {
+            let (scale, shift) = self.eval_affine()?;
+            let op = BnAffine {
+                shape,
+                scale,
+                shift,
+                relu,
+            };
+            return x.contiguous()?.apply_op1_no_bwd(&op);
+        }
+        let y = if train {
+            self.train_generic(x)?
+        } else {
+            self.eval_generic(x)?
+        };
+        if relu {
+            y.relu()
+        } else {
+            Ok(y)
+        }
     }
 
     /// Batch statistics in f64 like PyTorch's CPU kernels (`acc_type<float>` is double): an

@@ -525,8 +525,8 @@ pub fn weight_grad(g: &ConvGeom, x: &[f32], dy: &[f32]) -> Vec<f32> {
                 with_scratch(columns_len(g, grp), out_grads_len(g, grp), |col, gin| {
                     let cols = columns(g, x, grp, col);
                     let gm = out_grads(g, dy, grp, gin);
-                    let first = i == t * per;
-                    // SAFETY: dw holds [co, kd]; gm [co, n] and cols^T [n, kd] are live inputs.
+                    // Accumulates onto dw (zeroed above). SAFETY: dw holds [co, kd]; gm [co, n]
+                    // and cols^T [n, kd] are live inputs.
                     unsafe {
                         matmul(
                             co,
@@ -534,7 +534,7 @@ pub fn weight_grad(g: &ConvGeom, x: &[f32], dy: &[f32]) -> Vec<f32> {
                             n,
                             dw.as_mut_ptr(),
                             kd,
-                            !first,
+                            true,
                             gm,
                             cols.t(),
                             sched.gemm_par(),
