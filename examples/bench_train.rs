@@ -34,6 +34,9 @@ struct Args {
     steps: usize,
     #[arg(long, default_value_t = 16)]
     batch: usize,
+    /// im2col for every convolution, no Winograd: the kernels before it, for A/B runs.
+    #[arg(long)]
+    no_winograd: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -56,6 +59,7 @@ fn peak_rss_mb() -> Result<f64> {
 fn main() -> Result<()> {
     let a = Args::parse();
     let device = Device::Cpu;
+    drpipe::model::conv::set_winograd(!a.no_winograd);
     let varmap = VarMap::new();
     let model = ResNet::new(
         a.arch,
@@ -103,7 +107,7 @@ fn main() -> Result<()> {
     println!(
         "{}",
         serde_json::json!({
-            "row": format!("{} {} {}px", a.arch, mode, a.size),
+            "row": format!("{} {} {}px{}", a.arch, mode, a.size, if a.no_winograd { " im2col" } else { "" }),
             "images_per_s": (a.steps * a.batch) as f64 / secs,
             "seconds": secs,
             "steps": a.steps,

@@ -5,11 +5,32 @@
 //! runs a conv whose "kernel" is the whole gradient map, which degenerates into matrix-vector
 //! products. The input gradient is skipped for inputs that need none (the images).
 //!
+//! The 3x3 stride-1 convolutions use Winograd F(2x2, 3x3) ([`super::winograd`]) unless
+//! [`set_winograd`] turns it off.
+//!
 //! Other devices and dtypes keep candle's conv (its CUDA kernels, cuDNN when enabled).
 
 use super::conv_kernels::{self, ConvGeom};
 use super::cpu_data::f32_slice;
+use super::winograd;
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static WINOGRAD: AtomicBool = AtomicBool::new(true);
+
+/// Use Winograd for the convolutions it handles (the default) or im2col for all: the
+/// benchmark's A/B switch. Results differ only by float rounding.
+pub fn set_winograd(on: bool) {
+    WINOGRAD.store(on, Ordering::Relaxed);
+}
+
+fn use_winograd(g: &ConvGeom) -> bool {
+    WINOGRAD.load(Ordering::Relaxed) && winograd::applies(g)
+}
+
+fn use_winograd_for_weight_grad(g: &ConvGeom) -> bool {
+    WINOGRAD.load(Ordering::Relaxed) && winograd::pays_for_weight_grad(g)
+}
 
 /// `x` `[B, Ci, H, W]`, `w` `[Co, Ci, k, k]`, dilation 1, groups 1.
 pub fn conv2d(x: &Tensor, w: &Tensor, padding: usize, stride: usize) -> Result<Tensor> {
@@ -50,11 +71,12 @@ impl CustomOp2 for Conv2d {
         wl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let g = &self.geom;
-        let y = conv_kernels::forward(
-            g,
-            f32_slice(xs, xl, "conv2d")?,
-            f32_slice(ws, wl, "conv2d")?,
-        );
+        let (x, w) = (f32_slice(xs, xl, "conv2d")?, f32_slice(ws, wl, "conv2d")?);
+        let y = if use_winograd(g) {
+            winograd::forward(g, x, w)
+        } else {
+            conv_kernels::forward(g, x, w)
+        };
         Ok((
             CpuStorage::F32(y),
             Shape::from((g.batch, g.cout, g.ho, g.wo)),
@@ -102,11 +124,12 @@ impl CustomOp2 for InputGrad {
         wl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let g = &self.geom;
-        let dx = conv_kernels::input_grad(
-            g,
-            f32_slice(gs, gl, "conv2d")?,
-            f32_slice(ws, wl, "conv2d")?,
-        );
+        let (dy, w) = (f32_slice(gs, gl, "conv2d")?, f32_slice(ws, wl, "conv2d")?);
+        let dx = if use_winograd(g) {
+            winograd::input_grad(g, dy, w)
+        } else {
+            conv_kernels::input_grad(g, dy, w)
+        };
         Ok((CpuStorage::F32(dx), Shape::from((g.batch, g.cin, g.h, g.w))))
     }
 }
@@ -130,11 +153,12 @@ impl CustomOp2 for WeightGrad {
         gl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let g = &self.geom;
-        let dw = conv_kernels::weight_grad(
-            g,
-            f32_slice(xs, xl, "conv2d")?,
-            f32_slice(gs, gl, "conv2d")?,
-        );
+        let (x, dy) = (f32_slice(xs, xl, "conv2d")?, f32_slice(gs, gl, "conv2d")?);
+        let dw = if use_winograd_for_weight_grad(g) {
+            winograd::weight_grad(g, x, dy)
+        } else {
+            conv_kernels::weight_grad(g, x, dy)
+        };
         Ok((CpuStorage::F32(dw), Shape::from((g.cout, g.cin, g.k, g.k))))
     }
 }

@@ -94,18 +94,22 @@ impl ConvGeom {
 }
 
 /// How the groups of a batch are spread over threads.
-struct Schedule {
-    group: usize,
-    groups: usize,
+pub(super) struct Schedule {
+    pub(super) group: usize,
+    pub(super) groups: usize,
     /// Run groups in parallel (single-threaded GEMMs) rather than in sequence.
-    parallel_groups: bool,
-    threads: usize,
+    pub(super) parallel_groups: bool,
+    pub(super) threads: usize,
 }
 
 impl Schedule {
     fn of(g: &ConvGeom) -> Schedule {
-        let group = g.group();
-        let groups = g.batch.div_ceil(group);
+        Schedule::new(g.batch, g.group())
+    }
+
+    /// A batch of `batch` images in groups of `group`.
+    pub(super) fn new(batch: usize, group: usize) -> Schedule {
+        let groups = batch.div_ceil(group);
         let threads = rayon::current_num_threads().max(1);
         Schedule {
             group,
@@ -115,7 +119,7 @@ impl Schedule {
         }
     }
 
-    fn gemm_par(&self) -> Parallelism {
+    pub(super) fn gemm_par(&self) -> Parallelism {
         if self.parallel_groups || self.threads == 1 {
             Parallelism::None
         } else {
@@ -124,7 +128,7 @@ impl Schedule {
     }
 
     /// Group `i` of a batch of `batch` images.
-    fn group_at(&self, i: usize, batch: usize) -> Group {
+    pub(super) fn group_at(&self, i: usize, batch: usize) -> Group {
         Group {
             b0: i * self.group,
             b1: ((i + 1) * self.group).min(batch),
@@ -137,7 +141,11 @@ thread_local! {
 }
 
 /// Two scratch buffers of at least `a` and `b` floats (contents unspecified), reused per thread.
-fn with_scratch<R>(a: usize, b: usize, f: impl FnOnce(&mut [f32], &mut [f32]) -> R) -> R {
+pub(super) fn with_scratch<R>(
+    a: usize,
+    b: usize,
+    f: impl FnOnce(&mut [f32], &mut [f32]) -> R,
+) -> R {
     SCRATCH.with(|s| {
         // Busy when this thread, waiting inside a parallel GEMM, picked up another conv's work.
         let Ok(mut s) = s.try_borrow_mut() else {
@@ -156,10 +164,10 @@ fn with_scratch<R>(a: usize, b: usize, f: impl FnOnce(&mut [f32], &mut [f32]) ->
 
 /// A strided read-only matrix view.
 #[derive(Clone, Copy)]
-struct Mat {
-    ptr: *const f32,
-    rs: isize,
-    cs: isize,
+pub(super) struct Mat {
+    pub(super) ptr: *const f32,
+    pub(super) rs: isize,
+    pub(super) cs: isize,
 }
 
 // SAFETY: a view of f32s that outlive the kernel call it is used in; only read.
@@ -171,7 +179,7 @@ unsafe impl Sync for Mat {}
 /// # Safety
 /// Every pointer must be valid for the extents its strides and `m`, `n`, `k` imply.
 #[allow(clippy::too_many_arguments)]
-unsafe fn matmul(
+pub(super) unsafe fn matmul(
     m: usize,
     n: usize,
     k: usize,
@@ -327,18 +335,18 @@ fn fill_columns(g: &ConvGeom, x: &[f32], b0: usize, b1: usize, col: &mut [f32]) 
 
 /// Raw pointers cross into rayon's closures; each group writes a disjoint range.
 #[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
+pub(super) struct SendPtr(pub(super) *mut f32);
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 
 impl SendPtr {
     /// A method, so closures capture the whole (Send) wrapper rather than its raw field.
-    fn get(self) -> *mut f32 {
+    pub(super) fn get(self) -> *mut f32 {
         self.0
     }
 }
 
-fn for_each_group(sched: &Schedule, f: impl Fn(usize) + Sync + Send) {
+pub(super) fn for_each_group(sched: &Schedule, f: impl Fn(usize) + Sync + Send) {
     if sched.parallel_groups {
         (0..sched.groups).into_par_iter().for_each(f);
     } else {
@@ -348,13 +356,13 @@ fn for_each_group(sched: &Schedule, f: impl Fn(usize) + Sync + Send) {
 
 /// Images `[b0, b1)`: one group of a [`Schedule`].
 #[derive(Clone, Copy)]
-struct Group {
-    b0: usize,
-    b1: usize,
+pub(super) struct Group {
+    pub(super) b0: usize,
+    pub(super) b1: usize,
 }
 
 impl Group {
-    fn images(self) -> usize {
+    pub(super) fn images(self) -> usize {
         self.b1 - self.b0
     }
 
@@ -410,7 +418,7 @@ fn out_grads(g: &ConvGeom, dy: &[f32], grp: Group, buf: &mut [f32]) -> Mat {
 
 impl Mat {
     /// A row-major matrix with `cols` columns.
-    fn row_major(ptr: *const f32, cols: usize) -> Mat {
+    pub(super) fn row_major(ptr: *const f32, cols: usize) -> Mat {
         Mat {
             ptr,
             rs: cols as isize,
@@ -418,7 +426,7 @@ impl Mat {
         }
     }
 
-    fn t(self) -> Mat {
+    pub(super) fn t(self) -> Mat {
         Mat {
             ptr: self.ptr,
             rs: self.cs,

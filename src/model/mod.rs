@@ -16,6 +16,7 @@ pub mod resnet;
 #[cfg(test)]
 mod test_util;
 pub mod weights_io;
+pub mod winograd;
 
 pub use infer::{load_for_inference, predict_logits, predict_probs};
 pub use init::init_weights;
