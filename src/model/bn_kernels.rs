@@ -42,26 +42,64 @@ pub fn stats(s: BnShape, x: &[f32]) -> (Vec<f64>, Vec<f64>) {
         .map(|c| {
             let sum: f64 = s.planes(x, c).map(sum_f64).sum();
             let mean = sum / n;
-            let sq: f64 = s
-                .planes(x, c)
-                .map(|p| p.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>())
-                .sum();
+            let sq: f64 = s.planes(x, c).map(|p| sum_sq_dev_f64(p, mean)).sum();
             (mean, sq / n)
         })
         .unzip()
 }
 
-fn sum_f64(p: &[f32]) -> f64 {
-    // Eight lanes so the f64 adds vectorise; still exact enough that the order hardly matters.
+/// `Σ f(i)` over `0..len` in f64, eight lanes so the adds vectorise; still exact enough that
+/// the order hardly matters.
+#[inline(always)]
+fn lanes_sum(len: usize, f: impl Fn(usize) -> f64) -> f64 {
     let mut acc = [0f64; 8];
-    let chunks = p.chunks_exact(8);
-    let rest = chunks.remainder();
-    for ch in chunks {
-        for (a, &v) in acc.iter_mut().zip(ch) {
-            *a += v as f64;
+    let full = len / 8 * 8;
+    for base in (0..full).step_by(8) {
+        for (l, a) in acc.iter_mut().enumerate() {
+            *a += f(base + l);
         }
     }
-    acc.iter().sum::<f64>() + rest.iter().map(|&v| v as f64).sum::<f64>()
+    acc.iter().sum::<f64>() + (full..len).map(f).sum::<f64>()
+}
+
+fn sum_f64(p: &[f32]) -> f64 {
+    lanes_sum(p.len(), |i| p[i] as f64)
+}
+
+fn sum_sq_dev_f64(p: &[f32], mean: f64) -> f64 {
+    lanes_sum(p.len(), |i| (p[i] as f64 - mean).powi(2))
+}
+
+/// `dy`, zeroed where the fused ReLU's output `y` is not positive.
+#[inline(always)]
+fn mask(g: f32, y: f32) -> f32 {
+    if y <= 0.0 {
+        0.0
+    } else {
+        g
+    }
+}
+
+/// `(Σ g, Σ g (x - m))` over one plane in f64, `g` being `dy` masked by `y` when given.
+fn plane_sums(dy: &[f32], x: &[f32], y: Option<&[f32]>, m: f64) -> (f64, f64) {
+    let x = &x[..dy.len()];
+    match y {
+        Some(y) => {
+            let y = &y[..dy.len()];
+            let g = |i: usize| mask(dy[i], y[i]) as f64;
+            (
+                lanes_sum(dy.len(), g),
+                lanes_sum(dy.len(), |i| g(i) * (x[i] as f64 - m)),
+            )
+        }
+        None => {
+            let g = |i: usize| dy[i] as f64;
+            (
+                lanes_sum(dy.len(), g),
+                lanes_sum(dy.len(), |i| g(i) * (x[i] as f64 - m)),
+            )
+        }
+    }
 }
 
 /// `y = x * scale[c] + shift[c]`, then `max(y, 0)` when `relu`.
@@ -101,45 +139,52 @@ pub fn backward(
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     assert_eq!((x.len(), dy.len()), (s.len(), s.len()));
     let n = s.count().max(1) as f64;
-    let masked = |b: usize, c: usize, i: usize, g: f32| -> f32 {
-        match y {
-            Some(y) if y[(b * s.channels + c) * s.plane + i] <= 0.0 => 0.0,
-            _ => g,
-        }
-    };
+    let p = s.plane;
     // Per channel: sum(dy) and sum(dy * (x - mean)), in f64.
     let sums: Vec<(f64, f64)> = (0..s.channels)
         .into_par_iter()
         .map(|c| {
-            let m = mean[c];
-            let (mut sdy, mut sdot) = (0f64, 0f64);
-            for b in 0..s.batch {
-                let o = (b * s.channels + c) * s.plane;
-                for i in 0..s.plane {
-                    let g = masked(b, c, i, dy[o + i]) as f64;
-                    sdy += g;
-                    sdot += g * (x[o + i] as f64 - m);
-                }
-            }
-            (sdy, sdot)
+            (0..s.batch)
+                .map(|b| {
+                    let o = (b * s.channels + c) * p;
+                    plane_sums(
+                        &dy[o..o + p],
+                        &x[o..o + p],
+                        y.map(|y| &y[o..o + p]),
+                        mean[c],
+                    )
+                })
+                .fold((0.0, 0.0), |(a, b), (c, d)| (a + c, b + d))
         })
         .collect();
     let mut dx = vec![0f32; s.len()];
-    dx.par_chunks_mut(s.plane.max(1))
+    dx.par_chunks_mut(p.max(1))
         .enumerate()
         .for_each(|(i, dxp)| {
-            let (b, c) = (i / s.channels, i % s.channels);
+            let c = i % s.channels;
             let (sdy, sdot) = sums[c];
             let is = invstd[c];
             let (gmean, k) = (sdy / n, sdot * is * is / n);
             let w = is * weight[c] as f64;
-            let o = i * s.plane;
+            let o = i * p;
             // dx = (dy - mean(dy) - (x - mean) * k) * invstd * weight.
             let (a1, a2, a3) = (w as f32, (-k * w) as f32, (-gmean * w) as f32);
             let m = mean[c] as f32;
-            for (j, d) in dxp.iter_mut().enumerate() {
-                let g = masked(b, c, j, dy[o + j]);
-                *d = a1 * g + a2 * (x[o + j] - m) + a3;
+            let (dyp, xp) = (&dy[o..o + p], &x[o..o + p]);
+            let dx_of = |g: f32, xv: f32| a1 * g + a2 * (xv - m) + a3;
+            match y {
+                Some(y) => {
+                    for ((d, (&g, &xv)), &yv) in
+                        dxp.iter_mut().zip(dyp.iter().zip(xp)).zip(&y[o..o + p])
+                    {
+                        *d = dx_of(mask(g, yv), xv);
+                    }
+                }
+                None => {
+                    for (d, (&g, &xv)) in dxp.iter_mut().zip(dyp.iter().zip(xp)) {
+                        *d = dx_of(g, xv);
+                    }
+                }
             }
         });
     let dweight = sums

@@ -7,6 +7,7 @@
 
 use super::cpu_data::f32_slice;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor, D};
+use rayon::prelude::*;
 
 /// `x`: `[B, C, H, W]` -> `[B, C, Ho, Wo]` with `Ho = (H - 1) / 2 + 1` (PyTorch's size for
 /// kernel 3, stride 2, padding 1).
@@ -78,14 +79,16 @@ impl CustomOp1 for MaxPoolCpu {
         let x = f32_slice(s, l, "max-pool input")?;
         let (b, c, h, w) = l.shape().dims4()?;
         let (ho, wo) = ((h - 1) / 2 + 1, (w - 1) / 2 + 1);
-        let mut out = Vec::with_capacity(b * c * ho * wo);
-        for plane in x.chunks_exact(h * w) {
-            for i in 0..ho {
-                for j in 0..wo {
-                    out.push(plane[argmax_window(plane, h, w, i, j)]);
+        let mut out = vec![0f32; b * c * ho * wo];
+        out.par_chunks_mut((ho * wo).max(1))
+            .zip(x.par_chunks(h * w))
+            .for_each(|(o, plane)| {
+                for i in 0..ho {
+                    for j in 0..wo {
+                        o[i * wo + j] = plane[argmax_window(plane, h, w, i, j)];
+                    }
                 }
-            }
-        }
+            });
         Ok((CpuStorage::F32(out), Shape::from((b, c, ho, wo))))
     }
 
@@ -117,17 +120,16 @@ impl CustomOp2 for MaxPoolCpuBwd {
         let (_, _, h, w) = l1.shape().dims4()?;
         let (ho, wo) = ((h - 1) / 2 + 1, (w - 1) / 2 + 1);
         let mut gx = vec![0f32; x.len()];
-        for ((plane, gplane), gout) in x
-            .chunks_exact(h * w)
-            .zip(gx.chunks_exact_mut(h * w))
-            .zip(g.chunks_exact(ho * wo))
-        {
-            for i in 0..ho {
-                for j in 0..wo {
-                    gplane[argmax_window(plane, h, w, i, j)] += gout[i * wo + j];
+        gx.par_chunks_mut(h * w)
+            .zip(x.par_chunks(h * w))
+            .zip(g.par_chunks((ho * wo).max(1)))
+            .for_each(|((gplane, plane), gout)| {
+                for i in 0..ho {
+                    for j in 0..wo {
+                        gplane[argmax_window(plane, h, w, i, j)] += gout[i * wo + j];
+                    }
                 }
-            }
-        }
+            });
         Ok((CpuStorage::F32(gx), l1.shape().clone()))
     }
 }
