@@ -109,15 +109,21 @@ fn interleave(out: &mut [f32], even: &[f32], odd: &[f32]) {
 
 /// `even[k] = row[2k]`, `odd[k] = row[2k + 1]`, zero past the row (or everywhere for `None`).
 fn deinterleave(row: Option<&[f32]>, even: &mut [f32], odd: &mut [f32]) {
-    even.fill(0.0);
-    odd.fill(0.0);
-    if let Some(row) = row {
-        for (k, pair) in row.chunks(2).enumerate() {
-            even[k] = pair[0];
-            if let [_, o] = pair {
-                odd[k] = *o;
-            }
-        }
+    let Some(row) = row else {
+        even.fill(0.0);
+        odd.fill(0.0);
+        return;
+    };
+    let pairs = row.chunks_exact(2);
+    let (full, rest) = (row.len() / 2, pairs.remainder());
+    for ((e, o), p) in even.iter_mut().zip(odd.iter_mut()).zip(pairs) {
+        *e = p[0];
+        *o = p[1];
+    }
+    even[full..].fill(0.0);
+    odd[full..].fill(0.0);
+    if let [last] = rest {
+        even[full] = *last;
     }
 }
 
