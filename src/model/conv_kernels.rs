@@ -213,35 +213,33 @@ pub(super) unsafe fn matmul(
     )
 }
 
-/// Fill columns `[off, off + P)` of `col [K, ld]` from one image `x_b [Ci, H, W]`.
-fn im2col(g: &ConvGeom, x_b: &[f32], col: &mut [f32], ld: usize, off: usize) {
+/// Fill columns `[off, off + P)` of one channel's `k*k` rows `rows [k*k, ld]` of the column
+/// matrix from that channel's plane `[H, W]` of one image.
+fn im2col(g: &ConvGeom, plane: &[f32], rows: &mut [f32], ld: usize, off: usize) {
     let (k, s, p) = (g.k, g.stride, g.pad as isize);
-    for ci in 0..g.cin {
-        let plane = &x_b[ci * g.h * g.w..(ci + 1) * g.h * g.w];
-        for ky in 0..k {
-            for kx in 0..k {
-                let row = (ci * k + ky) * k + kx;
-                let dst = &mut col[row * ld + off..row * ld + off + g.pixels()];
-                for oy in 0..g.ho {
-                    let out = &mut dst[oy * g.wo..(oy + 1) * g.wo];
-                    let iy = (oy * s + ky) as isize - p;
-                    if iy < 0 || iy >= g.h as isize {
-                        out.fill(0.0);
-                        continue;
+    for ky in 0..k {
+        for kx in 0..k {
+            let row = ky * k + kx;
+            let dst = &mut rows[row * ld + off..row * ld + off + g.pixels()];
+            for oy in 0..g.ho {
+                let out = &mut dst[oy * g.wo..(oy + 1) * g.wo];
+                let iy = (oy * s + ky) as isize - p;
+                if iy < 0 || iy >= g.h as isize {
+                    out.fill(0.0);
+                    continue;
+                }
+                let src = &plane[iy as usize * g.w..(iy as usize + 1) * g.w];
+                let (lo, hi) = valid_range(g, kx);
+                out[..lo].fill(0.0);
+                out[hi.max(lo)..].fill(0.0);
+                if s == 1 {
+                    let ix0 = (lo + kx) as isize - p;
+                    if hi > lo {
+                        out[lo..hi].copy_from_slice(&src[ix0 as usize..ix0 as usize + hi - lo]);
                     }
-                    let src = &plane[iy as usize * g.w..(iy as usize + 1) * g.w];
-                    let (lo, hi) = valid_range(g, kx);
-                    out[..lo].fill(0.0);
-                    out[hi.max(lo)..].fill(0.0);
-                    if s == 1 {
-                        let ix0 = (lo + kx) as isize - p;
-                        if hi > lo {
-                            out[lo..hi].copy_from_slice(&src[ix0 as usize..ix0 as usize + hi - lo]);
-                        }
-                    } else {
-                        for (ox, o) in out.iter_mut().enumerate().take(hi).skip(lo) {
-                            *o = src[((ox * s + kx) as isize - p) as usize];
-                        }
+                } else {
+                    for (ox, o) in out.iter_mut().enumerate().take(hi).skip(lo) {
+                        *o = src[((ox * s + kx) as isize - p) as usize];
                     }
                 }
             }
@@ -249,35 +247,33 @@ fn im2col(g: &ConvGeom, x_b: &[f32], col: &mut [f32], ld: usize, off: usize) {
     }
 }
 
-/// Add columns `[off, off + P)` of `col [K, ld]` back into `dx_b [Ci, H, W]` (im2col's adjoint).
-fn col2im_add(g: &ConvGeom, col: &[f32], ld: usize, off: usize, dx_b: &mut [f32]) {
+/// Add columns `[off, off + P)` of one channel's rows `rows [k*k, ld]` back into that
+/// channel's plane `[H, W]` of one image (im2col's adjoint).
+fn col2im_add(g: &ConvGeom, rows: &[f32], ld: usize, off: usize, plane: &mut [f32]) {
     let (k, s, p) = (g.k, g.stride, g.pad as isize);
-    for ci in 0..g.cin {
-        let plane = &mut dx_b[ci * g.h * g.w..(ci + 1) * g.h * g.w];
-        for ky in 0..k {
-            for kx in 0..k {
-                let row = (ci * k + ky) * k + kx;
-                let src = &col[row * ld + off..row * ld + off + g.pixels()];
-                let (lo, hi) = valid_range(g, kx);
-                if hi <= lo {
+    for ky in 0..k {
+        for kx in 0..k {
+            let row = ky * k + kx;
+            let src = &rows[row * ld + off..row * ld + off + g.pixels()];
+            let (lo, hi) = valid_range(g, kx);
+            if hi <= lo {
+                continue;
+            }
+            for oy in 0..g.ho {
+                let iy = (oy * s + ky) as isize - p;
+                if iy < 0 || iy >= g.h as isize {
                     continue;
                 }
-                for oy in 0..g.ho {
-                    let iy = (oy * s + ky) as isize - p;
-                    if iy < 0 || iy >= g.h as isize {
-                        continue;
+                let dst = &mut plane[iy as usize * g.w..(iy as usize + 1) * g.w];
+                let c = &src[oy * g.wo..(oy + 1) * g.wo];
+                if s == 1 {
+                    let ix0 = ((lo + kx) as isize - p) as usize;
+                    for (d, v) in dst[ix0..].iter_mut().zip(&c[lo..hi]) {
+                        *d += v;
                     }
-                    let dst = &mut plane[iy as usize * g.w..(iy as usize + 1) * g.w];
-                    let c = &src[oy * g.wo..(oy + 1) * g.wo];
-                    if s == 1 {
-                        let ix0 = ((lo + kx) as isize - p) as usize;
-                        for (d, v) in dst[ix0..].iter_mut().zip(&c[lo..hi]) {
-                            *d += v;
-                        }
-                    } else {
-                        for (ox, v) in c.iter().enumerate().take(hi).skip(lo) {
-                            dst[((ox * s + kx) as isize - p) as usize] += v;
-                        }
+                } else {
+                    for (ox, v) in c.iter().enumerate().take(hi).skip(lo) {
+                        dst[((ox * s + kx) as isize - p) as usize] += v;
                     }
                 }
             }
@@ -321,15 +317,25 @@ fn scatter(src: &[f32], rows: usize, pix: usize, dst: &mut [f32]) {
     }
 }
 
-/// The column matrix `[K, (b1-b0)*P]` of images `[b0, b1)`.
-fn fill_columns(g: &ConvGeom, x: &[f32], b0: usize, b1: usize, col: &mut [f32]) {
+/// The column matrix `[K, (b1-b0)*P]` of images `[b0, b1)`, channels in parallel when
+/// `parallel` (the groups themselves running one after another).
+fn fill_columns(g: &ConvGeom, x: &[f32], b0: usize, b1: usize, col: &mut [f32], parallel: bool) {
     if g.pointwise() {
         return gather(x, g.cin, g.pixels(), b0, b1, col);
     }
-    let img = g.image_len();
+    let (img, hw, kk) = (g.image_len(), g.h * g.w, g.k * g.k);
     let n = (b1 - b0) * g.pixels();
-    for b in b0..b1 {
-        im2col(g, &x[b * img..(b + 1) * img], col, n, (b - b0) * g.pixels());
+    let channel = |(ci, rows): (usize, &mut [f32])| {
+        for b in b0..b1 {
+            let plane = &x[b * img + ci * hw..b * img + (ci + 1) * hw];
+            im2col(g, plane, rows, n, (b - b0) * g.pixels());
+        }
+    };
+    let col = &mut col[..g.kdim() * n];
+    if parallel {
+        col.par_chunks_mut(kk * n).enumerate().for_each(channel);
+    } else {
+        col.chunks_mut(kk * n).enumerate().for_each(channel);
     }
 }
 
@@ -383,12 +389,12 @@ fn columns_len(g: &ConvGeom, grp: Group) -> usize {
 
 /// The group's column matrix `[K, n]`: `x` itself for one image of a pointwise conv, else
 /// built in `buf` ([`columns_len`] floats).
-fn columns(g: &ConvGeom, x: &[f32], grp: Group, buf: &mut [f32]) -> Mat {
+fn columns(g: &ConvGeom, x: &[f32], grp: Group, buf: &mut [f32], parallel: bool) -> Mat {
     let n = grp.images() * g.pixels();
     let ptr = if g.pointwise() && grp.alone() {
         x[grp.b0 * g.image_len()..].as_ptr()
     } else {
-        fill_columns(g, x, grp.b0, grp.b1, buf);
+        fill_columns(g, x, grp.b0, grp.b1, buf, parallel);
         buf.as_ptr()
     };
     Mat::row_major(ptr, n)
@@ -448,7 +454,7 @@ pub fn forward(g: &ConvGeom, x: &[f32], w: &[f32]) -> Vec<f32> {
         let n = grp.images() * pix;
         let out_len = if grp.alone() { 0 } else { co * n };
         with_scratch(columns_len(g, grp), out_len, |col, out| {
-            let cols = columns(g, x, grp, col);
+            let cols = columns(g, x, grp, col, !sched.parallel_groups);
             // SAFETY: y's images [b0, b1) belong to this group alone.
             let ys =
                 unsafe { std::slice::from_raw_parts_mut(yp.get().add(grp.b0 * co * pix), co * n) };
@@ -502,8 +508,16 @@ pub fn input_grad(g: &ConvGeom, dy: &[f32], w: &[f32]) -> Vec<f32> {
             if g.pointwise() {
                 scatter(col, kd, pix, dxs);
             } else {
-                for (j, d) in dxs.chunks_exact_mut(img).enumerate() {
-                    col2im_add(g, col, n, j * pix, d);
+                // Plane (image j, channel ci) takes channel ci's rows at image j's columns.
+                let (hw, kk) = (g.h * g.w, g.k * g.k);
+                let plane = |(i, d): (usize, &mut [f32])| {
+                    let (j, ci) = (i / g.cin, i % g.cin);
+                    col2im_add(g, &col[ci * kk * n..(ci + 1) * kk * n], n, j * pix, d);
+                };
+                if sched.parallel_groups {
+                    dxs.chunks_exact_mut(hw).enumerate().for_each(plane);
+                } else {
+                    dxs.par_chunks_exact_mut(hw).enumerate().for_each(plane);
                 }
             }
         })
@@ -531,7 +545,7 @@ pub fn weight_grad(g: &ConvGeom, x: &[f32], dy: &[f32]) -> Vec<f32> {
                 let grp = sched.group_at(i, g.batch);
                 let n = grp.images() * pix;
                 with_scratch(columns_len(g, grp), out_grads_len(g, grp), |col, gin| {
-                    let cols = columns(g, x, grp, col);
+                    let cols = columns(g, x, grp, col, !sched.parallel_groups);
                     let gm = out_grads(g, dy, grp, gin);
                     // Accumulates onto dw (zeroed above). SAFETY: dw holds [co, kd]; gm [co, n]
                     // and cols^T [n, kd] are live inputs.
