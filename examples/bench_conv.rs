@@ -6,6 +6,13 @@ use drpipe::model::conv_kernels::{self, ConvGeom};
 use drpipe::model::winograd;
 use std::time::Instant;
 
+/// One pass computed two ways: im2col, Winograd.
+type Pass<'a> = (
+    &'static str,
+    Box<dyn Fn() -> Vec<f32> + 'a>,
+    Box<dyn Fn() -> Vec<f32> + 'a>,
+);
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -45,7 +52,7 @@ fn main() {
             fill(g.w_len(), 0.11),
             fill(g.y_len(), 0.23),
         );
-        let passes: [(&str, Box<dyn Fn() -> Vec<f32>>, Box<dyn Fn() -> Vec<f32>>); 3] = [
+        let passes: [Pass; 3] = [
             (
                 "fwd",
                 Box::new(|| conv_kernels::forward(&g, &x, &w)),

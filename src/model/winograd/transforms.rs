@@ -341,8 +341,8 @@ pub(super) fn transform_weights(w: &[f32]) -> Vec<f32> {
     // Kernels in parallel: each writes its own column of the 16 matrices.
     w.par_chunks_exact(9).enumerate().for_each(|(kc, k)| {
         let cols: [[f32; 4]; 3] = std::array::from_fn(|j| gf([k[j], k[3 + j], k[6 + j]]));
-        for i in 0..4 {
-            let row = gf([cols[0][i], cols[1][i], cols[2][i]]);
+        let rows: [[f32; 4]; 4] = std::array::from_fn(|i| gf([cols[0][i], cols[1][i], cols[2][i]]));
+        for (i, row) in rows.into_iter().enumerate() {
             for (j, v) in row.into_iter().enumerate() {
                 // SAFETY: index (4i + j, kc) is inside u and written by kernel kc alone.
                 unsafe { *up.get().add((4 * i + j) * plane + kc) = v };
