@@ -43,26 +43,38 @@ def main():
     x = torch.randn(a.batch, 3, a.size, a.size)
     y = torch.arange(a.batch) % NUM_CLASSES
 
+    # Seconds in forward (incl. loss and zero_grad), backward and the optimiser step, over
+    # the timed steps, as examples/bench_train.rs reports them.
+    phases = [0.0, 0.0, 0.0]
+
     if a.mode == "train":
         model.train()
 
-        def step():
+        def step(phases):
+            t0 = time.perf_counter()
             opt.zero_grad()
             loss = F.cross_entropy(model(x), y)
+            t1 = time.perf_counter()
             loss.backward()
+            t2 = time.perf_counter()
             opt.step()
+            phases[0] += t1 - t0
+            phases[1] += t2 - t1
+            phases[2] += time.perf_counter() - t2
 
     else:
         model.eval()
 
-        def step():
+        def step(phases):
+            t0 = time.perf_counter()
             with torch.no_grad():
                 model(x)
+            phases[0] += time.perf_counter() - t0
 
-    step()
+    step([0.0, 0.0, 0.0])
     start = time.perf_counter()
     for _ in range(a.steps):
-        step()
+        step(phases)
     secs = time.perf_counter() - start
     row = {
         "row": f"{a.arch} {a.mode} {a.size}px",
@@ -71,6 +83,9 @@ def main():
         "steps": a.steps,
         "threads": torch.get_num_threads(),
         "peak_rss_mb": peak_rss_mb(),
+        "forward_s": phases[0],
+        "backward_s": phases[1],
+        "optimizer_s": phases[2],
     }
     print(json.dumps(row), flush=True)
 

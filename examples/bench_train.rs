@@ -81,23 +81,33 @@ fn main() -> Result<()> {
     let labels: Vec<u32> = (0..a.batch).map(|i| (i % NUM_CLASSES) as u32).collect();
     let weights = [1f32; NUM_CLASSES];
 
-    let mut step = || -> Result<()> {
+    // Seconds in forward (incl. loss), backward and the optimiser step, over the timed steps.
+    let mut phases = [0f64; 3];
+    let mut step = |phases: &mut [f64; 3]| -> Result<()> {
+        let t0 = Instant::now();
         match a.mode {
             StepMode::Train => {
                 let logits = model.forward(&x, true)?;
                 let loss = cross_entropy(&logits, &labels, &weights, 0.0)?;
-                opt.step(&loss.backward()?)?;
+                let t1 = Instant::now();
+                let grads = loss.backward()?;
+                let t2 = Instant::now();
+                opt.step(&grads)?;
+                phases[0] += (t1 - t0).as_secs_f64();
+                phases[1] += (t2 - t1).as_secs_f64();
+                phases[2] += t2.elapsed().as_secs_f64();
             }
             StepMode::Eval => {
                 black_box(model.forward(&x, false)?);
+                phases[0] += t0.elapsed().as_secs_f64();
             }
         }
         Ok(())
     };
-    step()?;
+    step(&mut [0.0; 3])?;
     let started = Instant::now();
     for _ in 0..a.steps {
-        step()?;
+        step(&mut phases)?;
     }
     let secs = started.elapsed().as_secs_f64();
     let mode = match a.mode {
@@ -113,6 +123,9 @@ fn main() -> Result<()> {
             "steps": a.steps,
             "threads": candle_core::utils::get_num_threads(),
             "peak_rss_mb": peak_rss_mb()?,
+            "forward_s": phases[0],
+            "backward_s": phases[1],
+            "optimizer_s": phases[2],
         })
     );
     Ok(())
