@@ -14,7 +14,7 @@ pub mod max_pool;
 pub mod pretrained;
 pub mod resnet;
 #[cfg(test)]
-mod test_util;
+pub(crate) mod test_util;
 pub mod weights_io;
 pub mod winograd;
 

@@ -11,8 +11,10 @@
 //! Parameters without a gradient in a step are skipped entirely (as PyTorch skips
 //! `p.grad is None`): no decay, and no momentum buffer until their first gradient.
 
+use crate::model::cpu_data::f32_slice;
 use candle_core::backprop::GradStore;
-use candle_core::{Result, Tensor, Var};
+use candle_core::{CpuStorage, DType, InplaceOp3, Layout, Result, Tensor, Var};
+use rayon::prelude::*;
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -55,6 +57,10 @@ impl Sgd {
                 continue;
             };
             let p = var.as_detached_tensor();
+            if fused_applies(&p, grad, self.bufs.get(name)) {
+                step_fused(c, &mut self.bufs, name, var, grad)?;
+                continue;
+            }
             // Detach: a gradient still references its graph, and keeping it (in a momentum
             // buffer) would keep the whole step's activations alive.
             let mut g = grad.detach();
@@ -100,6 +106,143 @@ impl Sgd {
             self.bufs
                 .insert(name, buf.to_dtype(var.dtype())?.to_device(var.device())?);
         }
+        Ok(())
+    }
+}
+
+/// The update of one CPU f32 parameter in place, in two parallel passes (the momentum
+/// buffer, then the parameter), without allocating. The tensor ops above take eight passes
+/// (four of them single-threaded `affine` maps) and five fresh tensors per parameter:
+/// 3-5x PyTorch's optimiser time, 6% of a ResNet-18 step.
+fn step_fused(
+    c: SgdConfig,
+    bufs: &mut BTreeMap<String, Tensor>,
+    name: &str,
+    var: &Var,
+    grad: &Tensor,
+) -> Result<()> {
+    let p = var.as_tensor();
+    if c.momentum == 0.0 {
+        // No buffer: the gradient stands in for it, unused.
+        return p.inplace_op3(grad, grad, &ParamUpdate { c });
+    }
+    let (m, damp) = match bufs.get(name) {
+        Some(_) => (c.momentum as f32, (1.0 - c.dampening) as f32),
+        // First step: buf = g + wd * p exactly (0 * 0 + 1 * d).
+        None => {
+            bufs.insert(name.to_string(), p.zeros_like()?);
+            (0.0, 1.0)
+        }
+    };
+    let buf = &bufs[name];
+    buf.inplace_op3(
+        grad,
+        p,
+        &BufUpdate {
+            m,
+            damp,
+            wd: c.weight_decay as f32,
+        },
+    )?;
+    p.inplace_op3(grad, buf, &ParamUpdate { c })
+}
+
+/// Whether [`step_fused`] handles this parameter, gradient and momentum buffer.
+fn fused_applies(p: &Tensor, grad: &Tensor, buf: Option<&Tensor>) -> bool {
+    let cpu_f32 = |t: &Tensor| {
+        t.device().is_cpu()
+            && t.dtype() == DType::F32
+            && t.shape() == p.shape()
+            && t.is_contiguous()
+    };
+    cpu_f32(p) && cpu_f32(grad) && buf.is_none_or(cpu_f32)
+}
+
+/// Elements per parallel task of the in-place updates.
+const CHUNK: usize = 1 << 14;
+
+fn f32_mut<'a>(s: &'a mut CpuStorage, l: &Layout) -> Result<&'a mut [f32]> {
+    match (s, l.contiguous_offsets()) {
+        (CpuStorage::F32(v), Some((a, b))) => Ok(&mut v[a..b]),
+        _ => candle_core::bail!("sgd: expected a contiguous f32 CPU tensor"),
+    }
+}
+
+/// `buf = m * buf + damp * (g + wd * p)`, in place on `buf`; inputs `(g, p)`.
+struct BufUpdate {
+    m: f32,
+    damp: f32,
+    wd: f32,
+}
+
+impl InplaceOp3 for BufUpdate {
+    fn name(&self) -> &'static str {
+        "sgd-momentum-buffer"
+    }
+
+    fn cpu_fwd(
+        &self,
+        bs: &mut CpuStorage,
+        bl: &Layout,
+        gs: &CpuStorage,
+        gl: &Layout,
+        ps: &CpuStorage,
+        pl: &Layout,
+    ) -> Result<()> {
+        let (g, p) = (f32_slice(gs, gl, "sgd")?, f32_slice(ps, pl, "sgd")?);
+        let Self { m, damp, wd } = *self;
+        f32_mut(bs, bl)?
+            .par_chunks_mut(CHUNK)
+            .enumerate()
+            .for_each(|(k, b)| {
+                let o = k * CHUNK;
+                for ((b, &g), &p) in b.iter_mut().zip(&g[o..]).zip(&p[o..]) {
+                    *b = m * *b + damp * (g + wd * p);
+                }
+            });
+        Ok(())
+    }
+}
+
+/// `p -= lr * u`, in place on `p`; inputs `(g, buf)`. `u` is `buf`, or `g + wd * p + m * buf`
+/// with Nesterov, or `g + wd * p` without momentum.
+struct ParamUpdate {
+    c: SgdConfig,
+}
+
+impl InplaceOp3 for ParamUpdate {
+    fn name(&self) -> &'static str {
+        "sgd-parameter"
+    }
+
+    fn cpu_fwd(
+        &self,
+        ps: &mut CpuStorage,
+        pl: &Layout,
+        gs: &CpuStorage,
+        gl: &Layout,
+        bs: &CpuStorage,
+        bl: &Layout,
+    ) -> Result<()> {
+        let (g, buf) = (f32_slice(gs, gl, "sgd")?, f32_slice(bs, bl, "sgd")?);
+        let c = self.c;
+        let (lr, m, wd) = (c.lr as f32, c.momentum as f32, c.weight_decay as f32);
+        f32_mut(ps, pl)?
+            .par_chunks_mut(CHUNK)
+            .enumerate()
+            .for_each(|(k, p)| {
+                let o = k * CHUNK;
+                for ((p, &g), &b) in p.iter_mut().zip(&g[o..]).zip(&buf[o..]) {
+                    let u = if c.momentum == 0.0 {
+                        g + wd * *p
+                    } else if c.nesterov {
+                        g + wd * *p + m * b
+                    } else {
+                        b
+                    };
+                    *p -= lr * u;
+                }
+            });
         Ok(())
     }
 }
@@ -180,5 +323,63 @@ mod tests {
         };
         let (p, opt) = run(plain, 2);
         assert!((p - 0.6).abs() < 1e-6 && opt.state().is_empty(), "{p}");
+    }
+
+    /// The in-place CPU f32 path equals the tensor-op path (taken for f64) over several steps,
+    /// for every rule variant, on a parameter spanning several parallel chunks.
+    #[test]
+    fn fused_cpu_path_matches_the_tensor_op_path() {
+        let n = 2 * CHUNK + 123;
+        let init = crate::model::test_util::randn(&[n], 5);
+        let grad_scale = crate::model::test_util::randn(&[n], 6);
+        let variants = [
+            SgdConfig {
+                momentum: 0.0,
+                weight_decay: 0.0,
+                ..BASE
+            },
+            BASE,
+            SgdConfig {
+                nesterov: true,
+                ..BASE
+            },
+            SgdConfig {
+                dampening: 0.5,
+                ..BASE
+            },
+        ];
+        for cfg in variants {
+            let run = |dtype: DType| -> Vec<f64> {
+                let dev = Device::Cpu;
+                let p = Var::from_tensor(
+                    &Tensor::new(init.as_slice(), &dev)
+                        .unwrap()
+                        .to_dtype(dtype)
+                        .unwrap(),
+                )
+                .unwrap();
+                let k = Tensor::new(grad_scale.as_slice(), &dev)
+                    .unwrap()
+                    .to_dtype(dtype)
+                    .unwrap();
+                let mut opt = Sgd::new(vec![("p".into(), p.clone())], cfg);
+                for _ in 0..3 {
+                    // loss = sum(k * p^2 / 2): gradient k * p, different each step.
+                    let loss = (p.as_tensor().sqr().unwrap() * &k)
+                        .unwrap()
+                        .sum_all()
+                        .unwrap();
+                    opt.step(&(loss * 0.5).unwrap().backward().unwrap())
+                        .unwrap();
+                }
+                p.to_dtype(DType::F64).unwrap().to_vec1().unwrap()
+            };
+            let (fused, reference) = (run(DType::F32), run(DType::F64));
+            let d = fused
+                .iter()
+                .zip(&reference)
+                .fold(0f64, |m, (a, b)| m.max((a - b).abs()));
+            assert!(d < 1e-5, "{cfg:?}: {d}");
+        }
     }
 }
