@@ -530,7 +530,39 @@ pub fn weight_grad(g: &ConvGeom, x: &[f32], dy: &[f32]) -> Vec<f32> {
     assert_eq!((x.len(), dy.len()), (g.x_len(), g.y_len()));
     let (kd, pix, co) = (g.kdim(), g.pixels(), g.cout);
     let sched = Schedule::of(g);
-    // Each worker accumulates into its own dw over a contiguous run of groups, then they add up.
+    sum_over_groups(&sched, g.batch, g.w_len(), |grp, dw| {
+        let n = grp.images() * pix;
+        with_scratch(columns_len(g, grp), out_grads_len(g, grp), |col, gin| {
+            let cols = columns(g, x, grp, col, !sched.parallel_groups);
+            let gm = out_grads(g, dy, grp, gin);
+            // Accumulates onto dw. SAFETY: dw holds [co, kd]; gm [co, n] and cols^T [n, kd]
+            // are live inputs.
+            unsafe {
+                matmul(
+                    co,
+                    kd,
+                    n,
+                    dw.as_mut_ptr(),
+                    kd,
+                    true,
+                    gm,
+                    cols.t(),
+                    sched.gemm_par(),
+                )
+            };
+        });
+    })
+}
+
+/// `Σ_groups f(group)` for a weight gradient of `len` floats: each worker accumulates into its
+/// own zeroed buffer over a contiguous run of groups (`f` adds onto the buffer it is given),
+/// then the workers' buffers are added up.
+pub(super) fn sum_over_groups(
+    sched: &Schedule,
+    batch: usize,
+    len: usize,
+    f: impl Fn(Group, &mut [f32]) + Sync,
+) -> Vec<f32> {
     let workers = if sched.parallel_groups {
         sched.threads.min(sched.groups)
     } else {
@@ -540,39 +572,19 @@ pub fn weight_grad(g: &ConvGeom, x: &[f32], dy: &[f32]) -> Vec<f32> {
     let partials: Vec<Vec<f32>> = (0..workers)
         .into_par_iter()
         .map(|t| {
-            let mut dw = vec![0f32; g.w_len()];
+            let mut acc = vec![0f32; len];
             for i in t * per..((t + 1) * per).min(sched.groups) {
-                let grp = sched.group_at(i, g.batch);
-                let n = grp.images() * pix;
-                with_scratch(columns_len(g, grp), out_grads_len(g, grp), |col, gin| {
-                    let cols = columns(g, x, grp, col, !sched.parallel_groups);
-                    let gm = out_grads(g, dy, grp, gin);
-                    // Accumulates onto dw (zeroed above). SAFETY: dw holds [co, kd]; gm [co, n]
-                    // and cols^T [n, kd] are live inputs.
-                    unsafe {
-                        matmul(
-                            co,
-                            kd,
-                            n,
-                            dw.as_mut_ptr(),
-                            kd,
-                            true,
-                            gm,
-                            cols.t(),
-                            sched.gemm_par(),
-                        )
-                    };
-                });
+                f(sched.group_at(i, batch), &mut acc);
             }
-            dw
+            acc
         })
         .collect();
     let mut it = partials.into_iter();
-    let mut dw = it.next().unwrap_or_else(|| vec![0f32; g.w_len()]);
+    let mut sum = it.next().unwrap_or_else(|| vec![0f32; len]);
     for p in it {
-        for (a, b) in dw.iter_mut().zip(&p) {
+        for (a, b) in sum.iter_mut().zip(&p) {
             *a += b;
         }
     }
-    dw
+    sum
 }

@@ -14,7 +14,7 @@
 //! in per-thread scratch.
 
 use super::conv_kernels::{
-    for_each_group, matmul, with_scratch, ConvGeom, Group, Mat, Schedule, SendPtr,
+    for_each_group, matmul, sum_over_groups, with_scratch, ConvGeom, Group, Mat, Schedule, SendPtr,
 };
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -88,6 +88,38 @@ fn transform_group(
             base: r * n + j * t.per_image(),
         };
         f(plane, out.get(), slot, buf)
+    });
+}
+
+/// The adjoint of [`transform_group`]'s layout: writes every plane of a group's images into
+/// `dst` `[B, rows, plane_len]` (through `dst_ptr`) from the group's `[16, rows, n]` scratch.
+#[allow(clippy::too_many_arguments)]
+fn inverse_group(
+    t: Tiles,
+    grp: Group,
+    rows: usize,
+    plane_len: usize,
+    src: &[f32],
+    dst: SendPtr,
+    parallel: bool,
+    scratch: usize,
+    f: impl Fn(*const f32, Slot, &mut [f32], &mut [f32]) + Sync + Send,
+) {
+    let n = grp.images() * t.per_image();
+    for_each(grp.images() * rows, parallel, scratch, |i, buf| {
+        let (j, r) = (i / rows, i % rows);
+        let slot = Slot {
+            xi_stride: rows * n,
+            base: r * n + j * t.per_image(),
+        };
+        // SAFETY: plane (image b0 + j, row r) of dst belongs to this task alone.
+        let out = unsafe {
+            std::slice::from_raw_parts_mut(
+                dst.get().add(((grp.b0 + j) * rows + r) * plane_len),
+                plane_len,
+            )
+        };
+        f(src.as_ptr(), slot, out, buf)
     });
 }
 
@@ -173,23 +205,17 @@ pub fn forward(g: &ConvGeom, x: &[f32], w: &[f32]) -> Vec<f32> {
                 (vm, ci * n),
                 inner,
             );
-            let mp = SendPtr(m.as_mut_ptr());
-            let plane = g.pixels();
-            for_each(grp.images() * co, inner, t.row_scratch(), |i, buf| {
-                let (j, k) = (i / co, i % co);
-                let slot = Slot {
-                    xi_stride: co * n,
-                    base: k * n + j * t.per_image(),
-                };
-                // SAFETY: plane (image b0 + j, channel k) of y belongs to this task alone.
-                let out = unsafe {
-                    std::slice::from_raw_parts_mut(
-                        yp.get().add(((grp.b0 + j) * co + k) * plane),
-                        plane,
-                    )
-                };
-                transforms::inverse_output(mp.get(), slot, t, out, g.wo, buf);
-            });
+            inverse_group(
+                t,
+                grp,
+                co,
+                g.pixels(),
+                m,
+                yp,
+                inner,
+                t.row_scratch(),
+                |m, s, out, buf| transforms::inverse_output(m, s, t, out, g.wo, buf),
+            );
         })
     });
     y
@@ -235,23 +261,17 @@ pub fn input_grad(g: &ConvGeom, dy: &[f32], w: &[f32]) -> Vec<f32> {
                 (zm, co * n),
                 inner,
             );
-            let dvp = SendPtr(dv.as_mut_ptr());
-            let plane = g.h * g.w;
-            for_each(grp.images() * ci, inner, t.plane_scratch(), |i, buf| {
-                let (j, c) = (i / ci, i % ci);
-                let slot = Slot {
-                    xi_stride: ci * n,
-                    base: c * n + j * t.per_image(),
-                };
-                // SAFETY: plane (image b0 + j, channel c) of dx belongs to this task alone.
-                let out = unsafe {
-                    std::slice::from_raw_parts_mut(
-                        dxp.get().add(((grp.b0 + j) * ci + c) * plane),
-                        plane,
-                    )
-                };
-                transforms::inverse_input(dvp.get(), slot, t, out, g.w, buf);
-            });
+            inverse_group(
+                t,
+                grp,
+                ci,
+                g.h * g.w,
+                dv,
+                dxp,
+                inner,
+                t.plane_scratch(),
+                |dv, s, out, buf| transforms::inverse_input(dv, s, t, out, g.w, buf),
+            );
         })
     });
     dx
@@ -265,69 +285,47 @@ pub fn weight_grad(g: &ConvGeom, x: &[f32], dy: &[f32]) -> Vec<f32> {
     let sched = schedule(g, t);
     let (ci, co) = (g.cin, g.cout);
     let inner = !sched.parallel_groups;
-    // As in conv_kernels::weight_grad: each worker accumulates its own dU over a run of groups.
-    let workers = if sched.parallel_groups {
-        sched.threads.min(sched.groups)
-    } else {
-        1
-    };
-    let per = sched.groups.div_ceil(workers);
-    let partials: Vec<Vec<f32>> = (0..workers)
-        .into_par_iter()
-        .map(|wk| {
-            let mut du = vec![0f32; XI * co * ci];
-            for i in wk * per..((wk + 1) * per).min(sched.groups) {
-                let grp = sched.group_at(i, g.batch);
-                let n = grp.images() * t.per_image();
-                with_scratch(XI * ci * n, XI * co * n, |v, z| {
-                    transform_group(
-                        t,
-                        grp,
-                        ci,
-                        g.h * g.w,
-                        x,
-                        v,
-                        inner,
-                        t.row_scratch(),
-                        |p, v, s, buf| transforms::transform_input(p, g.w, t, v, s, buf),
-                    );
-                    transform_group(
-                        t,
-                        grp,
-                        co,
-                        g.pixels(),
-                        dy,
-                        z,
-                        inner,
-                        t.row_scratch(),
-                        |p, z, s, buf| transforms::transform_out_grad(p, g.wo, t, z, s, buf),
-                    );
-                    let zm = Mat::row_major(z.as_ptr(), n);
-                    // V[xi]ᵀ: [n, Ci] read from V[xi] [Ci, n].
-                    let vt = Mat::row_major(v.as_ptr(), n).t();
-                    gemms(
-                        co,
-                        ci,
-                        n,
-                        SendPtr(du.as_mut_ptr()),
-                        co * ci,
-                        true,
-                        (zm, co * n),
-                        (vt, ci * n),
-                        inner,
-                    );
-                });
-            }
-            du
-        })
-        .collect();
-    let mut it = partials.into_iter();
-    let mut du = it.next().unwrap_or_else(|| vec![0f32; XI * co * ci]);
-    for p in it {
-        for (a, b) in du.iter_mut().zip(&p) {
-            *a += b;
-        }
-    }
+    let du = sum_over_groups(&sched, g.batch, XI * co * ci, |grp, du| {
+        let n = grp.images() * t.per_image();
+        with_scratch(XI * ci * n, XI * co * n, |v, z| {
+            transform_group(
+                t,
+                grp,
+                ci,
+                g.h * g.w,
+                x,
+                v,
+                inner,
+                t.row_scratch(),
+                |p, v, s, buf| transforms::transform_input(p, g.w, t, v, s, buf),
+            );
+            transform_group(
+                t,
+                grp,
+                co,
+                g.pixels(),
+                dy,
+                z,
+                inner,
+                t.row_scratch(),
+                |p, z, s, buf| transforms::transform_out_grad(p, g.wo, t, z, s, buf),
+            );
+            let zm = Mat::row_major(z.as_ptr(), n);
+            // V[xi]ᵀ: [n, Ci] read from V[xi] [Ci, n].
+            let vt = Mat::row_major(v.as_ptr(), n).t();
+            gemms(
+                co,
+                ci,
+                n,
+                SendPtr(du.as_mut_ptr()),
+                co * ci,
+                true,
+                (zm, co * n),
+                (vt, ci * n),
+                inner,
+            );
+        });
+    });
     transforms::inverse_weights(&du)
 }
 
