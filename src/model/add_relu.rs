@@ -86,7 +86,7 @@ fn zip_map(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::test_util::randn;
+    use crate::model::test_util::{grads_of_dot, randn};
     use candle_core::{Device, Var};
 
     /// Same output as `(a + b).relu()` and the same gradients for both inputs as candle's
@@ -106,20 +106,8 @@ mod tests {
             ours.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
             theirs.flatten_all().unwrap().to_vec1::<f32>().unwrap()
         );
-        let g1 = ours
-            .mul(&up)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let g2 = theirs
-            .mul(&up)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
+        let g1 = grads_of_dot(&ours, &up);
+        let g2 = grads_of_dot(&theirs, &up);
         for v in [&a, &b] {
             let (x, y) = (
                 g1.get(v.as_tensor()).unwrap(),

@@ -166,7 +166,7 @@ impl CustomOp2 for WeightGrad {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::test_util::{max_diff, randn};
+    use crate::model::test_util::{grads_of_dot, max_diff, randn};
     use crate::rng::Rng;
     use candle_core::{Device, Var};
 
@@ -179,7 +179,7 @@ mod tests {
     /// Gradients of `<conv(x, w), up>` with respect to x and w.
     fn grads(x: &Var, w: &Var, p: usize, s: usize, up: &Tensor) -> (Tensor, Tensor) {
         let y = conv2d(x.as_tensor(), w.as_tensor(), p, s).unwrap();
-        let g = y.mul(up).unwrap().sum_all().unwrap().backward().unwrap();
+        let g = grads_of_dot(&y, up);
         let gx = g.get(x.as_tensor()).unwrap().clone();
         let gw = g.get(w.as_tensor()).unwrap().clone();
         (gx, gw)
@@ -239,13 +239,7 @@ mod tests {
             let theirs = x.as_tensor().conv2d(w.as_tensor(), p, s, 1, 1).unwrap();
             let up =
                 Tensor::from_vec(randn(theirs.dims(), 99 + case), theirs.dims(), &dev).unwrap();
-            let g = theirs
-                .mul(&up)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
+            let g = grads_of_dot(&theirs, &up);
             let (gx, gw) = grads(&x, &w, p, s, &up);
             let want_x = g.get(x.as_tensor()).unwrap();
             let want_w = g.get(w.as_tensor()).unwrap();
@@ -293,13 +287,7 @@ mod tests {
             );
             let up =
                 Tensor::from_vec(randn(theirs.dims(), 99 + case), theirs.dims(), &dev).unwrap();
-            let g = theirs
-                .mul(&up)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
+            let g = grads_of_dot(&theirs, &up);
             let (gx, gw) = grads(&x, &w, p, s, &up);
             let want_x = g.get(x.as_tensor()).unwrap();
             let want_w = g.get(w.as_tensor()).unwrap();
