@@ -25,8 +25,9 @@ impl Stage for DatasetStage {
         "dataset"
     }
 
+    /// 2: the clinical-scale synthetic generator (other lesions, camera variation).
     fn version(&self) -> u32 {
-        1
+        2
     }
 
     /// Real data: the list files and every listed image, so that a changed, added or removed

@@ -1,14 +1,46 @@
-//! Diabetic-retinopathy lesions for a grade, placed on a given eye.
+//! Diabetic-retinopathy lesions for a grade, placed on a given eye, by the International
+//! Clinical Diabetic Retinopathy severity scale (Wilkinson et al., Ophthalmology 2003), the
+//! scale EyePACS graders used. What each grade draws:
 //!
-//! The counts follow the grading scale loosely (international clinical DR scale): mild = a few
-//! microaneurysms; moderate = more, with blot haemorrhages and hard exudates; severe = many
-//! haemorrhages in every quadrant, cotton-wool spots, venous beading; proliferative = new
-//! vessels. Ranges overlap between neighbouring grades on purpose: the task should be
-//! learnable, not trivial.
+//! - **0 no DR**: nothing.
+//! - **1 mild**: microaneurysms only, 1-14 (log-uniform: most eyes have a few).
+//! - **2 moderate**: more than microaneurysms (2-30) alone, less than severe: with probability
+//!   0.85 dot/blot/flame haemorrhages (3-60 in all, log-uniform, so never more than 20 in all
+//!   four quadrants), 0.6 hard-exudate clusters (1-3), 0.35 cotton-wool spots (1-3), at least
+//!   one of the three; venous beading in one quadrant at most (probability 0.1).
+//! - **3 severe** (the 4-2-1 rule), any of: more than 20 intraretinal haemorrhages in each of
+//!   the four quadrants (probability 0.75: 21-40 per quadrant); definite venous beading in
+//!   2-4 quadrants (0.35); prominent IRMA in 1-4 quadrants (0.45); at least one of them, and
+//!   on top of moderate-grade findings (10-60 microaneurysms, haemorrhages where the first
+//!   criterion is not drawn, exudates 0.6, cotton-wool spots 0.6). No new vessels.
+//! - **4 proliferative**: new vessels at the disc (probability 0.6) and/or elsewhere along the
+//!   arcades (0.6, 1-3 tufts), preretinal (0.35) or vitreous (0.2) haemorrhage, at least one of
+//!   them; on top of severe-grade findings (0.7) or moderate ones (0.3).
+//!
+//! Sizes are drawn in optic-disc diameters (DD), as graders judge them (Early Treatment
+//! Diabetic Retinopathy Study photographs): a microaneurysm 0.025-0.065 DD across (under
+//! 125 µm, so under a pixel at 64 px: grade 1 is hard at small sizes, as in real data), dot
+//! haemorrhages 0.07-0.14 DD, blots 0.14-0.4 DD, flame haemorrhages 0.2-0.5 DD long, hard
+//! exudates 0.03-0.12 DD in rings of 0.15-0.5 DD within 2 DD of the fovea, cotton-wool spots
+//! 0.15-0.45 DD within 3 DD of the disc, preretinal haemorrhages 0.8-2.5 DD, vitreous haze
+//! 1.5-4 DD. Quadrants are those of the field around its centre, split along the eye's
+//! temporal-nasal and superior-inferior axes.
+//!
+//! Not modelled: macular oedema (retinal thickening is invisible in a photograph), laser
+//! scars of treated eyes, tractional detachment, lesions other than DR (drusen, AMD, vein
+//! occlusion), and the grader disagreement of real labels.
+
+mod shapes;
+#[cfg(test)]
+mod tests;
 
 use super::anatomy::{Anatomy, Vessel};
 use super::raster::V2;
 use crate::rng::Rng;
+use shapes::{
+    cotton_wool, exudate_cluster, haemorrhage, microaneurysms, near_trunk, point_in_quadrant,
+    tortuous, tuft,
+};
 use std::f32::consts::{PI, TAU};
 
 /// An elliptical mark, in fundus-normalised coordinates.
@@ -20,288 +52,234 @@ pub(super) struct Blob {
     pub alpha: f32,
 }
 
+/// What was drawn, in the scale's terms (what the grade rules are checked against).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(super) struct Findings {
+    pub microaneurysms: usize,
+    /// Intraretinal haemorrhages per quadrant (see [`quadrant`]).
+    pub haemorrhages: [usize; 4],
+    pub exudate_clusters: usize,
+    pub cotton_wool: usize,
+    pub beaded_quadrants: usize,
+    pub irma_quadrants: usize,
+    pub nvd: bool,
+    pub nve: usize,
+    pub preretinal: bool,
+    pub vitreous: bool,
+}
+
+#[cfg_attr(not(test), allow(dead_code))]
+impl Findings {
+    /// The 4-2-1 rule.
+    pub fn severe(&self) -> bool {
+        self.haemorrhages.iter().all(|&h| h > 20)
+            || self.beaded_quadrants >= 2
+            || self.irma_quadrants >= 1
+    }
+
+    pub fn proliferative(&self) -> bool {
+        self.nvd || self.nve > 0 || self.preretinal || self.vitreous
+    }
+}
+
 #[derive(Default)]
 pub(super) struct Lesions {
-    /// Microaneurysms and haemorrhages (dark red).
+    /// Microaneurysms and intraretinal haemorrhages (dark red).
     pub red: Vec<Blob>,
     /// Hard exudates (yellow, sharp).
     pub exudates: Vec<Blob>,
     /// Cotton-wool spots (pale, fluffy).
     pub cotton: Vec<Blob>,
-    /// Neovascularisation: tangles of fine new vessels.
+    /// Intraretinal microvascular abnormalities: short, tortuous, dilated capillaries.
+    pub irma: Vec<Vessel>,
+    /// Neovascularisation: tufts of fine new vessels.
     pub new_vessels: Vec<Vessel>,
-    /// Relative amplitude of venous beading (0 = none).
-    pub beading: f32,
+    /// Preretinal haemorrhages: large, dark, sharply bounded.
+    pub preretinal: Vec<Blob>,
+    /// Vitreous haemorrhage: a diffuse red haze in front of the retina.
+    pub vitreous: Vec<Blob>,
+    /// Relative amplitude of venous beading per quadrant (0 = none).
+    pub beading: [f32; 4],
+    pub findings: Findings,
 }
 
-fn between(rng: &mut Rng, lo: usize, hi: usize) -> usize {
+pub(super) fn between(rng: &mut Rng, lo: usize, hi: usize) -> usize {
     lo + rng.below((hi - lo + 1) as u64) as usize
 }
 
-fn unif(rng: &mut Rng, lo: f32, hi: f32) -> f32 {
+/// An integer in `lo..=hi` whose logarithm is uniform: small counts are the common ones.
+fn log_between(rng: &mut Rng, lo: usize, hi: usize) -> usize {
+    let (a, b) = ((lo as f64).ln(), ((hi + 1) as f64).ln());
+    ((rng.uniform(a, b).exp()) as usize).clamp(lo, hi)
+}
+
+pub(super) fn unif(rng: &mut Rng, lo: f32, hi: f32) -> f32 {
     rng.uniform(lo as f64, hi as f64) as f32
 }
 
-/// Lesion counts for one grade: microaneurysms, dot/blot haemorrhages, flame haemorrhages,
-/// exudate clusters, cotton-wool spots.
-fn counts(grade: u8, rng: &mut Rng) -> [usize; 5] {
-    match grade {
-        0 => [0, 0, 0, 0, 0],
-        1 => [between(rng, 2, 7), between(rng, 0, 1), 0, 0, 0],
-        2 => [
-            between(rng, 5, 15),
-            between(rng, 2, 7),
-            between(rng, 0, 2),
-            between(rng, 1, 2),
-            between(rng, 0, 1),
-        ],
-        3 => [
-            between(rng, 12, 28),
-            between(rng, 10, 22),
-            between(rng, 2, 5),
-            between(rng, 1, 3),
-            between(rng, 2, 5),
-        ],
-        _ => [
-            between(rng, 8, 24),
-            between(rng, 4, 14),
-            between(rng, 0, 3),
-            between(rng, 0, 3),
-            between(rng, 0, 3),
-        ],
-    }
+/// The quadrant of a fundus point: 0 superotemporal, 1 inferotemporal, 2 superonasal,
+/// 3 inferonasal.
+pub(super) fn quadrant(eye: &Anatomy, p: V2) -> usize {
+    let nasal = p.dot(eye.temporal) < 0.0;
+    let inferior = p.dot(eye.superior) < 0.0;
+    2 * usize::from(nasal) + usize::from(inferior)
 }
 
+/// The lesions of one eye of grade `grade` (grades above 4 are drawn as 4).
 pub(super) fn plan(grade: u8, rng: &mut Rng, eye: &Anatomy) -> Lesions {
     let mut out = Lesions::default();
-    let [ma, blots, flames, clusters, cotton] = counts(grade, rng);
-    // Severe disease spreads to all four quadrants; milder disease stays near the macula.
-    let spread = if grade >= 3 { 0.85 } else { 0.6 };
-    for _ in 0..ma {
-        let c = posterior_point(rng, eye, spread);
-        let r = unif(rng, 0.005, 0.009);
-        out.red.push(Blob {
-            c,
-            rx: r,
-            ry: r,
-            angle: 0.0,
-            alpha: unif(rng, 0.75, 0.95),
-        });
-    }
-    for _ in 0..blots {
-        let c = posterior_point(rng, eye, spread);
-        let size = unif(rng, 0.012, 0.028);
-        // A blot is a few overlapping lobes, so its outline is irregular.
-        for _ in 0..between(rng, 1, 3) {
-            let off = V2::polar(unif(rng, 0.0, TAU)) * (size * unif(rng, 0.0, 0.6));
-            let rx = size * unif(rng, 0.6, 1.0);
-            let ry = rx * unif(rng, 0.6, 1.0);
-            let angle = unif(rng, 0.0, PI);
-            out.red.push(Blob {
-                c: c + off,
-                rx,
-                ry,
-                angle,
-                alpha: unif(rng, 0.8, 0.95),
-            });
-        }
-    }
-    for _ in 0..flames {
-        // Flame haemorrhages lie in the nerve-fibre layer: streaks pointing away from the disc,
-        // usually along the big vessels.
-        let c = near_trunk(rng, eye, 0.04);
-        let angle = (c - eye.disc).angle();
-        let rx = unif(rng, 0.03, 0.055);
-        let ry = unif(rng, 0.009, 0.014);
-        out.red.push(Blob {
-            c,
-            rx,
-            ry,
-            angle,
-            alpha: 0.85,
-        });
-    }
-    for _ in 0..clusters {
-        exudate_cluster(rng, eye, &mut out.exudates);
-    }
-    for _ in 0..cotton {
-        let c = near_trunk(rng, eye, 0.05);
-        let size = unif(rng, 0.025, 0.045);
-        for _ in 0..between(rng, 2, 4) {
-            let off = V2::polar(unif(rng, 0.0, TAU)) * (size * unif(rng, 0.0, 0.7));
-            let rx = size * unif(rng, 0.6, 1.1);
-            let ry = rx * unif(rng, 0.5, 0.9);
-            let angle = unif(rng, 0.0, PI);
-            out.cotton.push(Blob {
-                c: c + off,
-                rx,
-                ry,
-                angle,
-                alpha: unif(rng, 0.55, 0.8),
-            });
-        }
-    }
+    let dd = 2.0 * eye.disc_r;
     match grade {
-        3 => out.beading = unif(rng, 0.35, 0.55),
-        4 => {
-            if rng.bool(0.5) {
-                out.beading = unif(rng, 0.25, 0.45);
-            }
-            // New vessels at the disc (NVD) and/or elsewhere (NVE); at least one tangle.
-            let nvd = rng.bool(0.8);
-            let nve = between(rng, if nvd { 0 } else { 1 }, 2);
-            if nvd {
-                let c =
-                    eye.disc + V2::polar(unif(rng, 0.0, TAU)) * (eye.disc_r * unif(rng, 0.5, 1.2));
-                tangle(rng, c, &mut out.new_vessels);
-            }
-            for _ in 0..nve {
-                let c = near_trunk(rng, eye, 0.02);
-                tangle(rng, c, &mut out.new_vessels);
-            }
-            if rng.bool(0.3) {
-                // A preretinal haemorrhage: one large dark pool.
-                let c = posterior_point(rng, eye, 0.5);
-                let rx = unif(rng, 0.08, 0.14);
-                out.red.push(Blob {
-                    c,
-                    rx,
-                    ry: rx * 0.6,
-                    angle: unif(rng, 0.0, PI),
-                    alpha: 0.9,
-                });
-            }
+        0 => {}
+        1 => {
+            let n = log_between(rng, 1, 14);
+            microaneurysms(rng, eye, dd, n, &mut out)
         }
-        _ => {}
+        2 => moderate(rng, eye, dd, &mut out),
+        3 => severe(rng, eye, dd, &mut out),
+        _ => {
+            if rng.bool(0.7) {
+                severe(rng, eye, dd, &mut out);
+            } else {
+                moderate(rng, eye, dd, &mut out);
+            }
+            proliferative(rng, eye, dd, &mut out);
+        }
     }
     out
 }
 
-/// A random point in the posterior pole (around the macula and inner arcades), off the disc.
-fn posterior_point(rng: &mut Rng, eye: &Anatomy, spread: f32) -> V2 {
-    let centre = eye.macula * 0.75 + eye.disc * 0.25;
-    for _ in 0..64 {
-        let p = centre + V2::polar(unif(rng, 0.0, TAU)) * (spread * rng.f32().sqrt());
-        if p.norm() < 0.92 && (p - eye.disc).norm() > 1.3 * eye.disc_r {
-            return p;
+fn moderate(rng: &mut Rng, eye: &Anatomy, dd: f32, out: &mut Lesions) {
+    let n = log_between(rng, 2, 30);
+    microaneurysms(rng, eye, dd, n, out);
+    let mut h = rng.bool(0.85);
+    let x = rng.bool(0.6);
+    let c = rng.bool(0.35);
+    if !(h || x || c) {
+        h = true;
+    }
+    if h {
+        for _ in 0..log_between(rng, 3, 60) {
+            let q = rng.below(4) as usize;
+            haemorrhage(rng, eye, dd, q, 0.75, out);
         }
     }
-    eye.macula
+    if x {
+        for _ in 0..between(rng, 1, 3) {
+            exudate_cluster(rng, eye, dd, out);
+        }
+    }
+    if c {
+        for _ in 0..between(rng, 1, 3) {
+            cotton_wool(rng, eye, dd, out);
+        }
+    }
+    if rng.bool(0.1) {
+        out.beading[rng.below(4) as usize] = unif(rng, 0.3, 0.5);
+        out.findings.beaded_quadrants = 1;
+    }
 }
 
-/// A point beside one of the big vessels, between the disc and the periphery.
-fn near_trunk(rng: &mut Rng, eye: &Anatomy, offset: f32) -> V2 {
-    let trunks: Vec<&Vessel> = eye.vessels.iter().filter(|v| v.depth == 0).collect();
-    if trunks.is_empty() {
-        return posterior_point(rng, eye, 0.6);
+fn severe(rng: &mut Rng, eye: &Anatomy, dd: f32, out: &mut Lesions) {
+    let n = log_between(rng, 10, 60);
+    microaneurysms(rng, eye, dd, n, out);
+    let mut criteria = [rng.bool(0.75), rng.bool(0.35), rng.bool(0.45)];
+    if !criteria.iter().any(|&c| c) {
+        criteria[rng.below(3) as usize] = true;
     }
-    let v = trunks[rng.below(trunks.len() as u64) as usize];
-    let n = v.pts.len();
-    let i = ((n as f32 * unif(rng, 0.2, 0.7)) as usize).min(n - 1);
-    let p = v.pts[i] + V2::polar(unif(rng, 0.0, TAU)) * (offset * rng.f32());
-    if p.norm() < 0.92 {
-        p
+    let [four_quadrants, beading, irma] = criteria;
+    if four_quadrants {
+        for q in 0..4 {
+            for _ in 0..between(rng, 21, 40) {
+                haemorrhage(rng, eye, dd, q, 0.95, out);
+            }
+        }
     } else {
-        posterior_point(rng, eye, 0.6)
+        // Moderate-level haemorrhages: fewer than 84, so not more than 20 in all four.
+        for _ in 0..log_between(rng, 10, 60) {
+            let q = rng.below(4) as usize;
+            haemorrhage(rng, eye, dd, q, 0.9, out);
+        }
+    }
+    if beading {
+        let mut qs = [0usize, 1, 2, 3];
+        rng.shuffle(&mut qs);
+        let k = between(rng, 2, 4);
+        out.beading = [0.0; 4];
+        for &q in &qs[..k] {
+            out.beading[q] = unif(rng, 0.4, 0.65);
+        }
+        out.findings.beaded_quadrants = k;
+    }
+    if irma {
+        let mut qs = [0usize, 1, 2, 3];
+        rng.shuffle(&mut qs);
+        let k = between(rng, 1, 4);
+        for &q in &qs[..k] {
+            for _ in 0..between(rng, 1, 3) {
+                let c = point_in_quadrant(rng, eye, q, 0.85);
+                let length = dd * unif(rng, 0.3, 0.8);
+                let width = dd * unif(rng, 0.025, 0.04);
+                tortuous(rng, c, length, width, 1, 0.6, &mut out.irma);
+            }
+        }
+        out.findings.irma_quadrants = k;
+    }
+    if rng.bool(0.6) {
+        for _ in 0..between(rng, 1, 4) {
+            exudate_cluster(rng, eye, dd, out);
+        }
+    }
+    if rng.bool(0.6) {
+        for _ in 0..between(rng, 1, 5) {
+            cotton_wool(rng, eye, dd, out);
+        }
     }
 }
 
-/// Hard exudates gather in (partial) rings around leaking vessels near the macula.
-fn exudate_cluster(rng: &mut Rng, eye: &Anatomy, out: &mut Vec<Blob>) {
-    let centre = eye.macula + V2::polar(unif(rng, 0.0, TAU)) * unif(rng, 0.08, 0.32);
-    let ring = unif(rng, 0.03, 0.08);
-    let start = unif(rng, 0.0, TAU);
-    let arc = unif(rng, PI, TAU);
-    for _ in 0..between(rng, 4, 12) {
-        let theta = start + arc * rng.f32();
-        let c = centre + V2::polar(theta) * (ring * unif(rng, 0.75, 1.25));
-        let r = unif(rng, 0.006, 0.014);
-        let ry = r * unif(rng, 0.6, 1.0);
-        out.push(Blob {
+fn proliferative(rng: &mut Rng, eye: &Anatomy, dd: f32, out: &mut Lesions) {
+    let mut signs = [rng.bool(0.6), rng.bool(0.6), rng.bool(0.35), rng.bool(0.2)];
+    if !signs.iter().any(|&s| s) {
+        signs[rng.below(2) as usize] = true;
+    }
+    let [nvd, nve, preretinal, vitreous] = signs;
+    if nvd {
+        let c = eye.disc + V2::polar(unif(rng, 0.0, TAU)) * (dd * unif(rng, 0.0, 0.5));
+        tuft(rng, c, dd, &mut out.new_vessels);
+        out.findings.nvd = true;
+    }
+    if nve {
+        let k = between(rng, 1, 3);
+        for _ in 0..k {
+            let c = near_trunk(rng, eye, 0.3 * dd);
+            tuft(rng, c, dd, &mut out.new_vessels);
+        }
+        out.findings.nve = k;
+    }
+    if preretinal {
+        // Boat-shaped, below the arcades or in front of the posterior pole.
+        let c = near_trunk(rng, eye, dd);
+        let rx = 0.5 * dd * unif(rng, 0.8, 2.5);
+        out.preretinal.push(Blob {
+            c,
+            rx,
+            ry: rx * unif(rng, 0.45, 0.7),
+            angle: unif(rng, -0.3, 0.3) + (eye.temporal.y).atan2(eye.temporal.x),
+            alpha: unif(rng, 0.85, 1.0),
+        });
+        out.findings.preretinal = true;
+    }
+    if vitreous {
+        let q = rng.below(4) as usize;
+        let c = point_in_quadrant(rng, eye, q, 0.6);
+        let r = dd * unif(rng, 1.5, 4.0);
+        out.vitreous.push(Blob {
             c,
             rx: r,
-            ry,
+            ry: r * unif(rng, 0.7, 1.0),
             angle: unif(rng, 0.0, PI),
-            alpha: unif(rng, 0.8, 1.0),
+            alpha: unif(rng, 0.35, 0.7),
         });
-    }
-}
-
-/// A tangle of fine, tortuous new vessels around `c`.
-fn tangle(rng: &mut Rng, c: V2, out: &mut Vec<Vessel>) {
-    const STEP: f32 = 0.006;
-    for _ in 0..between(rng, 8, 16) {
-        let mut p = c + V2::polar(unif(rng, 0.0, TAU)) * unif(rng, 0.0, 0.045);
-        let mut phi = unif(rng, 0.0, TAU);
-        let curl = if rng.bool(0.5) { 1.0 } else { -1.0 } * unif(rng, 8.0, 20.0);
-        let steps = (unif(rng, 0.05, 0.14) / STEP) as usize;
-        let width = unif(rng, 0.004, 0.007);
-        let mut pts = vec![p];
-        for _ in 0..steps {
-            phi += curl * STEP + 0.35 * rng.normal() as f32;
-            p = p + V2::polar(phi) * STEP;
-            pts.push(p);
-        }
-        let widths = vec![width; pts.len()];
-        out.push(Vessel {
-            pts,
-            widths,
-            vein: false,
-            depth: 9,
-        });
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn eye() -> Anatomy {
-        Anatomy::new(&mut Rng::new(1), false, 0.0)
-    }
-
-    #[test]
-    fn grade_zero_is_clean_and_lesions_grow_with_grade() {
-        let eye = eye();
-        let z = plan(0, &mut Rng::new(2), &eye);
-        assert!(z.red.is_empty() && z.exudates.is_empty() && z.cotton.is_empty());
-        assert!(z.new_vessels.is_empty() && z.beading == 0.0);
-        let mut red = [0usize; 5];
-        for seed in 0..30 {
-            for g in 0..5u8 {
-                red[g as usize] += plan(g, &mut Rng::new(seed), &eye).red.len();
-            }
-        }
-        assert!(
-            red[0] < red[1] && red[1] < red[2] && red[2] < red[3],
-            "{red:?}"
-        );
-    }
-
-    #[test]
-    fn signature_lesions_appear_where_the_scale_says() {
-        let eye = eye();
-        for seed in 0..30 {
-            let mild = plan(1, &mut Rng::new(seed), &eye);
-            assert!(mild.exudates.is_empty() && mild.cotton.is_empty());
-            let moderate = plan(2, &mut Rng::new(seed), &eye);
-            assert!(!moderate.exudates.is_empty() && moderate.new_vessels.is_empty());
-            let severe = plan(3, &mut Rng::new(seed), &eye);
-            assert!(!severe.cotton.is_empty() && severe.beading > 0.0);
-            assert!(severe.new_vessels.is_empty());
-            let pdr = plan(4, &mut Rng::new(seed), &eye);
-            assert!(!pdr.new_vessels.is_empty());
-        }
-    }
-
-    #[test]
-    fn lesions_stay_inside_the_fundus() {
-        let eye = eye();
-        for seed in 0..20 {
-            let l = plan(3, &mut Rng::new(seed), &eye);
-            for b in l.red.iter().chain(&l.exudates).chain(&l.cotton) {
-                assert!(b.c.norm() < 1.0, "{:?}", b.c);
-            }
-        }
+        out.findings.vitreous = true;
     }
 }

@@ -2,14 +2,24 @@
 //! pipeline can be tried on a machine where the real images cannot be downloaded.
 //!
 //! The images imitate colour fundus photographs (black surround, orange-red vignetted disc,
-//! optic disc, vessel arcades, macula) with diabetic-retinopathy lesions that grow with the
-//! grade, at the study's class shares, with fellow eyes of a patient graded alike, and with a
+//! optic disc, vessel arcades, macula) with diabetic-retinopathy lesions drawn by the
+//! International Clinical DR severity scale (`lesions.rs` says what each grade draws and what
+//! is not modelled), under the imaging variation of a screening set (`camera.rs`: exposure,
+//! colour cast, defocus, uneven illumination, field of view, JPEG quality, 10% poor-quality
+//! shots), at the study's class shares, with fellow eyes of a patient graded alike, and with a
 //! few deliberately damaged files for the audit stage to find. Output is a pure function of
 //! the seed: per-image RNG streams make it independent of the thread count.
+//!
+//! The grade comes from the lesions alone: the camera and the patient draw from streams of
+//! their own, so no colour or brightness correlates with the grade except through the lesions
+//! (`learnability.rs` checks at 64 px that the lesions still reach the pixels).
 
 mod anatomy;
+mod camera;
 mod damage;
 mod labels;
+#[cfg(test)]
+mod learnability;
 mod lesions;
 mod raster;
 mod render;
@@ -48,7 +58,6 @@ pub struct SynthSummary {
 /// models look at 224 px anyway.
 pub const MIN_SIZE: u32 = 16;
 pub const MAX_SIZE: u32 = 1024;
-const JPEG_QUALITY: u8 = 90;
 /// Stream labels for the data-set-wide draws; image `i` uses stream `i`.
 const STREAM_LABELS: u64 = u64::MAX;
 const STREAM_DAMAGE: u64 = u64::MAX - 1;
@@ -84,12 +93,11 @@ pub fn generate(out: &Path, spec: &SynthSpec, progress: &Progress) -> Result<Syn
             let mut rng = Rng::derive(spec.seed, i as u64);
             let patient_seed = Rng::derive(spec.seed ^ PATIENT_SALT, entry.patient).next_u64();
             let seed = rng.next_u64();
-            let image =
-                render::render_eye(entry.grade, seed, patient_seed, spec.size, entry.right_eye)
-                    .image;
+            let shot =
+                render::render_eye(entry.grade, seed, patient_seed, spec.size, entry.right_eye);
             let mut bytes = Vec::new();
-            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, JPEG_QUALITY)
-                .encode_image(&image)
+            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, shot.jpeg_quality)
+                .encode_image(&shot.image)
                 .with_context(|| format!("cannot encode synthetic image {}", entry.name))?;
             let bytes = match harm {
                 Damage::None => bytes,

@@ -1,10 +1,12 @@
 //! Paints one fundus photograph: background (choroid glow, vignetting, macula, optic disc),
-//! vessels, lesions, then the camera (exposure, colour temperature, uneven lighting, noise).
+//! vessels, lesions, then the camera (`camera.rs`: focus, exposure, colour cast, uneven
+//! lighting, haze, noise).
 //!
 //! Each ingredient draws from its own RNG stream derived from the image seed, so the same seed
 //! at different grades gives the same eye and camera with only the lesions added.
 
 use super::anatomy::{Anatomy, Vessel};
+use super::camera::{self, Look, Rgb};
 use super::lesions::{self, Blob};
 use super::raster::{Mask, ToPx, V2};
 use crate::rng::Rng;
@@ -22,9 +24,11 @@ pub(super) struct Rendered {
     /// Coverage of all lesions (what the tests measure lesion load by).
     #[cfg_attr(not(test), allow(dead_code))]
     pub lesions: Mask,
+    /// What the lesion planner drew, in the grading scale's terms.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub findings: lesions::Findings,
+    pub jpeg_quality: u8,
 }
-
-type Rgb = [f32; 3];
 
 /// Smooth random field in [-1, 1] over the fundus (bilinear value noise on a coarse grid).
 struct ValueNoise {
@@ -52,63 +56,6 @@ impl ValueNoise {
         let bottom = v(i, j + 1) + (v(i + 1, j + 1) - v(i, j + 1)) * sx;
         top + (bottom - top) * sy
     }
-}
-
-/// The camera and the patient's pigmentation for one photograph.
-struct Look {
-    to_px: ToPx,
-    rotation: f32,
-    exposure: f32,
-    /// Positive: warmer (redder), negative: cooler.
-    temperature: f32,
-    pigment: Rgb,
-    vignette: f32,
-    /// Illumination slope across the field.
-    tilt: V2,
-}
-
-impl Look {
-    /// Pigmentation, white balance and vignetting belong to the patient (and the clinic's
-    /// camera), so fellow eyes look alike, as they do in EyePACS: a model can recognise a
-    /// patient, which is why both eyes must land in the same split. Framing, tilt and a little
-    /// exposure change from shot to shot.
-    fn new(patient: &mut Rng, shot: &mut Rng, size: usize) -> Self {
-        let s = size as f32;
-        let u = |rng: &mut Rng, lo: f64, hi: f64| rng.uniform(lo, hi) as f32;
-        let pigment = [
-            u(patient, 0.8, 0.95),
-            u(patient, 0.28, 0.42),
-            u(patient, 0.13, 0.26),
-        ];
-        let exposure = u(patient, 0.78, 1.12) * u(shot, 0.94, 1.06);
-        let temperature = u(patient, -0.1, 0.1) + u(shot, -0.02, 0.02);
-        let vignette = u(patient, 0.35, 0.7);
-        let centre = V2::new(
-            s * 0.5 + u(shot, -0.01, 0.01) * s,
-            s * 0.5 + u(shot, -0.01, 0.01) * s,
-        );
-        Look {
-            to_px: ToPx {
-                centre,
-                radius: s * u(shot, 0.45, 0.485),
-            },
-            rotation: (0.12 * shot.normal() as f32).clamp(-0.3, 0.3),
-            exposure,
-            temperature,
-            pigment,
-            vignette,
-            tilt: V2::polar(u(shot, 0.0, std::f64::consts::TAU)) * u(shot, 0.0, 0.25),
-        }
-    }
-}
-
-/// A cheap near-normal deviate (sum of four uniforms, unit variance): sensor noise does not
-/// need Box-Muller's tails, and this is a third of the render time otherwise.
-fn gaussish(rng: &mut Rng) -> f32 {
-    let u = rng.next_u64();
-    let sum: u64 = (0..4).map(|k| (u >> (16 * k)) & 0xFFFF).sum();
-    // Each 16-bit part has variance 2^32/12; four of them 2^32/3.
-    (sum as f32 - 2.0 * 65535.0) / (65536.0 / 3f32.sqrt())
 }
 
 fn smoothstep(e0: f32, e1: f32, x: f32) -> f32 {
@@ -152,25 +99,32 @@ pub(super) fn render_eye(
     let found = lesions::plan(grade, &mut Rng::derive(seed, STREAM_LESIONS), &eye);
     let mut rgb = background(&look, &eye, &mut Rng::derive(seed, STREAM_TEXTURE), n);
 
-    // Vessels: veins darker and wider than arteries; beading modulates vein calibre.
+    // Vessels: veins darker and wider than arteries; beading modulates the calibre of the
+    // big veins in the quadrants it affects.
     let (mut veins, mut arteries) = (Mask::new(n, n), Mask::new(n, n));
     for v in &eye.vessels {
         let beading = if v.vein && v.depth <= 1 {
             found.beading
         } else {
-            0.0
+            [0.0; 4]
         };
         stroke(
             if v.vein { &mut veins } else { &mut arteries },
             v,
             &look.to_px,
+            &eye,
             beading,
         );
     }
-    let mut new_vessels = Mask::new(n, n);
-    for v in &found.new_vessels {
-        stroke(&mut new_vessels, v, &look.to_px, 0.0);
-    }
+    let strokes = |list: &[Vessel]| {
+        let mut m = Mask::new(n, n);
+        for v in list {
+            stroke(&mut m, v, &look.to_px, &eye, [0.0; 4]);
+        }
+        m
+    };
+    let new_vessels = strokes(&found.new_vessels);
+    let irma = strokes(&found.irma);
     let blobs = |list: &[Blob], soft: bool| {
         let mut m = Mask::new(n, n);
         for b in list {
@@ -189,35 +143,55 @@ pub(super) fn render_eye(
     let red = blobs(&found.red, false);
     let exudates = blobs(&found.exudates, false);
     let cotton = blobs(&found.cotton, true);
+    let preretinal = blobs(&found.preretinal, false);
+    let vitreous = blobs(&found.vitreous, true);
 
     let mut lesion_cover = Mask::new(n, n);
     for (i, c) in rgb.iter_mut().enumerate() {
         *c = tint(*c, [0.78, 0.58, 0.6], arteries.a[i]);
         *c = tint(*c, [0.62, 0.38, 0.42], veins.a[i]);
+        *c = tint(*c, [0.66, 0.4, 0.44], irma.a[i]);
         *c = tint(*c, [0.62, 0.3, 0.32], new_vessels.a[i]);
-        *c = tint(*c, [0.5, 0.2, 0.22], red.a[i]);
+        *c = tint(*c, [0.45, 0.16, 0.18], red.a[i]);
         *c = tint(*c, [1.3, 2.2, 2.4], exudates.a[i]);
         *c = tint(*c, [1.2, 1.85, 2.6], cotton.a[i]);
-        lesion_cover.a[i] = new_vessels.a[i]
-            .max(red.a[i])
-            .max(exudates.a[i])
-            .max(cotton.a[i]);
+        *c = tint(*c, [0.38, 0.1, 0.1], preretinal.a[i]);
+        // A vitreous haemorrhage veils the retina behind it in a dull red.
+        *c = mix(*c, [0.3, 0.07, 0.05], vitreous.a[i]);
+        lesion_cover.a[i] = [
+            &new_vessels,
+            &irma,
+            &red,
+            &exudates,
+            &cotton,
+            &preretinal,
+            &vitreous,
+        ]
+        .iter()
+        .fold(0.0f32, |m, k| m.max(k.a[i]));
     }
-    let image = camera(&look, rgb, &mut Rng::derive(seed, STREAM_NOISE), n);
+    let image = camera::expose(&look, rgb, &mut Rng::derive(seed, STREAM_NOISE), n);
     Rendered {
         image,
         lesions: lesion_cover,
+        findings: found.findings,
+        jpeg_quality: look.jpeg_quality,
     }
 }
 
-fn stroke(mask: &mut Mask, v: &Vessel, to_px: &ToPx, beading: f32) {
+fn stroke(mask: &mut Mask, v: &Vessel, to_px: &ToPx, eye: &Anatomy, beading: [f32; 4]) {
     let mut along = 0.0f32;
     for k in 1..v.pts.len() {
         let (a, b) = (v.pts[k - 1], v.pts[k]);
         along += (b - a).norm();
         // Beads about every 0.05 fundus radii, in stretches rather than all along the vein.
-        let stretch = (along * std::f32::consts::TAU / 0.5).sin().max(0.0);
-        let bead = 1.0 + beading * stretch * (along * std::f32::consts::TAU / 0.05).sin();
+        let amplitude = beading[lesions::quadrant(eye, a)];
+        let bead = if amplitude > 0.0 {
+            let stretch = (along * std::f32::consts::TAU / 0.5).sin().max(0.0);
+            1.0 + amplitude * stretch * (along * std::f32::consts::TAU / 0.05).sin()
+        } else {
+            1.0
+        };
         let w = 0.5 * (v.widths[k - 1] + v.widths[k]) * bead * to_px.radius;
         mask.segment(to_px.apply(a), to_px.apply(b), w, 1.0);
     }
@@ -278,26 +252,4 @@ fn background(look: &Look, eye: &Anatomy, rng: &mut Rng, n: usize) -> Vec<Rgb> {
         }
     }
     out
-}
-
-/// Exposure, white balance, uneven illumination, the field stop's edge, sensor noise.
-fn camera(look: &Look, rgb: Vec<Rgb>, rng: &mut Rng, n: usize) -> RgbImage {
-    let t = look.temperature;
-    let balance = [
-        look.exposure * (1.0 + t),
-        look.exposure,
-        look.exposure * (1.0 - 1.5 * t),
-    ];
-    let mut img = RgbImage::new(n as u32, n as u32);
-    for (i, px) in img.pixels_mut().enumerate() {
-        let (x, y) = ((i % n) as f32 + 0.5, (i / n) as f32 + 0.5);
-        let p = (V2::new(x, y) - look.to_px.centre) * (1.0 / look.to_px.radius);
-        let edge = ((1.0 - p.norm()) * look.to_px.radius + 0.5).clamp(0.0, 1.0);
-        let light = edge * (1.0 + look.tilt.dot(p));
-        for ch in 0..3 {
-            let v = rgb[i][ch] * balance[ch] * light + 0.012 * gaussish(rng);
-            px.0[ch] = (v.clamp(0.0, 1.0) * 255.0).round() as u8;
-        }
-    }
-    img
 }

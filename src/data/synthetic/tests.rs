@@ -192,7 +192,8 @@ fn higher_grades_carry_more_lesion_pixels() {
         let counts: Vec<usize> = (0..5u8)
             .map(|g| {
                 let r = render::render(g, seed, 96, seed % 2 == 0);
-                r.lesions.a.iter().filter(|&&a| a > 0.25).count()
+                // Ink, in thousandths of a pixel: a sub-pixel microaneurysm counts too.
+                (r.lesions.a.iter().sum::<f32>() * 1000.0) as usize
             })
             .collect();
         assert_eq!(counts[0], 0);
@@ -262,4 +263,14 @@ fn fellow_eyes_share_the_patients_look() {
         fellow * 2.0 < strangers,
         "fellow {fellow} vs strangers {strangers}"
     );
+}
+
+#[test]
+fn rendered_photographs_carry_their_grades_findings() {
+    for seed in 0..8 {
+        let f = |g| render::render(g, seed, 32, seed % 2 == 1).findings;
+        assert_eq!(f(0), lesions::Findings::default());
+        assert!(f(3).severe() && !f(3).proliferative());
+        assert!(f(4).proliferative());
+    }
 }
