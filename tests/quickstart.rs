@@ -17,7 +17,7 @@ fn tiny_experiment(dir: &Path) -> PathBuf {
             "\"../pipelines/retinopathy.toml\"",
             &format!("{:?}", pipeline.display().to_string()),
         )
-        .replace("images = 400", "images = 60")
+        .replace("images = 800", "images = 60")
         .replace("size = 128", "size = 64")
         .replace("image_size = 64", "image_size = 32")
         .replace("batch_size = 16", "batch_size = 8")
@@ -186,7 +186,7 @@ fn quickstart_end_to_end_then_cached_then_partial_rerun() {
     );
     let plan = plan_json(dir, &exp, &["lr=0.05"]);
     let train = plan.iter().find(|r| r["stage"] == "train").unwrap();
-    assert_eq!(train["reason"], "param lr changed: 0.005 -> 0.05");
+    assert_eq!(train["reason"], "param lr changed: 0.01 -> 0.05");
     ok(drpipe(dir, &["run", exp_s, "--set", "title=Tiny", "-q"]));
     assert!(to_run(&plan_json(dir, &exp, &["title=Tiny"])).is_empty());
     let shown = ok(drpipe(dir, &["show", "quickstart"]));

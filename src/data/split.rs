@@ -65,12 +65,17 @@ pub fn patient_split(
         .partition(|s| !test_patients.contains(patient_of(&s.name)))
 }
 
-/// `image,label,split` with one row per sample, train rows first.
-pub fn write_split_csv(path: &Path, train: &[Sample], test: &[Sample]) -> Result<()> {
+/// `image,label,split` with one row per sample: train rows first, then val, then test.
+pub fn write_split_csv(
+    path: &Path,
+    train: &[Sample],
+    val: &[Sample],
+    test: &[Sample],
+) -> Result<()> {
     let write = || -> std::io::Result<()> {
         let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
         writeln!(f, "image,label,split")?;
-        for (rows, split) in [(train, "train"), (test, "test")] {
+        for (rows, split) in [(train, "train"), (val, "val"), (test, "test")] {
             for s in rows {
                 writeln!(f, "{},{},{split}", csv_field(&s.name), s.label)?;
             }
@@ -155,16 +160,18 @@ mod tests {
     }
 
     #[test]
-    fn split_csv_lists_both_sides() {
+    fn split_csv_lists_every_side() {
         let all = fake(3, 2);
-        let (train, test) = all.split_at(4);
+        let (train, rest) = all.split_at(3);
+        let (val, test) = rest.split_at(1);
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("split.csv");
-        write_split_csv(&p, train, test).unwrap();
+        write_split_csv(&p, train, val, test).unwrap();
         let text = std::fs::read_to_string(&p).unwrap();
         let lines: Vec<_> = text.lines().collect();
         assert_eq!(lines[0], "image,label,split");
         assert_eq!(lines.len(), 7);
+        assert_eq!(lines[4], format!("1_right,{},val", all[3].label));
         assert_eq!(lines[5], format!("2_left,{},test", all[4].label));
         assert_eq!(csv_field("a,b"), "\"a,b\"");
     }

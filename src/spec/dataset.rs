@@ -28,6 +28,10 @@ pub struct DatasetSpec {
     /// Kaggle and synthetic: share of patients held out for testing, and the split's seed.
     pub test_fraction: f64,
     pub split_seed: u64,
+    /// Share of the training patients held out for validation (model selection, early
+    /// stopping), split by patient and stratified like the test split; for the lab layout
+    /// carved out of its training list. 0: no validation split.
+    pub val_fraction: f64,
     /// Images smaller than this on either side are dropped by the audit.
     pub min_image_size: u64,
 }
@@ -40,6 +44,7 @@ pub const KEYS: &[&str] = &[
     "seed",
     "test_fraction",
     "split_seed",
+    "val_fraction",
     "min_image_size",
 ];
 
@@ -47,7 +52,8 @@ impl DatasetSpec {
     /// The values that identify this dataset (and so enter cache keys): only the keys that
     /// matter for its source, so that e.g. `images` does not invalidate real data.
     pub fn canonical(&self) -> Json {
-        let common = json!({ "min_image_size": self.min_image_size });
+        let common = json!({ "min_image_size": self.min_image_size,
+                             "val_fraction": self.val_fraction });
         let mut v = match self.source {
             Source::Synthetic => {
                 json!({ "source": "synthetic", "images": self.images, "size": self.size,
@@ -71,6 +77,10 @@ impl DatasetSpec {
             .unwrap_or_default()
     }
 }
+
+/// A sixth of the training patients: enough validation eyes to rank epochs, as Keras' and
+/// scikit-learn's habits of 10-20% suggest.
+pub const DEFAULT_VAL_FRACTION: f64 = 0.15;
 
 fn int(node: &Node, key: &str, min: i64) -> Result<u64, SpecError> {
     match node.value {
@@ -154,6 +164,20 @@ pub fn parse(table: &Table, table_origin: &Origin, base: &Path) -> Result<Datase
             }
         },
     };
+    let val_fraction = match table.get("val_fraction") {
+        None => DEFAULT_VAL_FRACTION,
+        Some(n) => match n.value {
+            Value::Float(f) if (0.0..1.0).contains(&f) => f,
+            Value::Int(0) => 0.0,
+            _ => {
+                return Err(SpecError::at(
+                    &n.origin,
+                    "dataset.val_fraction must be a number in [0, 1): the share of training \
+                     patients held out for model selection",
+                ))
+            }
+        },
+    };
     Ok(DatasetSpec {
         source,
         root,
@@ -162,6 +186,7 @@ pub fn parse(table: &Table, table_origin: &Origin, base: &Path) -> Result<Datase
         seed: get_int("seed", 0, 0)?,
         test_fraction,
         split_seed: get_int("split_seed", 0, 0)?,
+        val_fraction,
         min_image_size: get_int("min_image_size", 32, 1)?,
     })
 }

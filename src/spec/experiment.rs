@@ -154,7 +154,7 @@ pub fn load(
     let cells = matrix::expand(&params, &matrix, &matrix_origin)?;
     check_experiment_scope(&pipeline, &cells)?;
     for cell in &cells {
-        check_cell(cell, &doc, &file_origin)?;
+        check_cell(cell, &doc, &file_origin, dataset.val_fraction)?;
     }
     Ok(Experiment {
         name,
@@ -168,7 +168,12 @@ pub fn load(
 }
 
 /// Rules that span parameters, checked for every cell before anything runs.
-fn check_cell(cell: &Cell, doc: &Table, file_origin: &Origin) -> Result<(), SpecError> {
+fn check_cell(
+    cell: &Cell,
+    doc: &Table,
+    file_origin: &Origin,
+    val_fraction: f64,
+) -> Result<(), SpecError> {
     let int = |k: &str| cell.params.get(k).and_then(|v| v.as_i64()).unwrap_or(0);
     let num = |k: &str| cell.params.get(k).and_then(|v| v.as_f64()).unwrap_or(0.0);
     // Point at where the offending value was written: [params], else the matrix, else the file.
@@ -196,6 +201,32 @@ fn check_cell(cell: &Cell, doc: &Table, file_origin: &Origin) -> Result<(), Spec
             format!("cell `{}`: nesterov needs momentum > 0", cell.name),
         )
         .help("set momentum (the study uses 0.9) or nesterov = false"));
+    }
+    let checkpoint = cell.params.get("checkpoint").and_then(|v| v.as_str());
+    if checkpoint == Some("best") && val_fraction == 0.0 {
+        return Err(SpecError::at(
+            &at("checkpoint"),
+            format!(
+                "cell `{}`: checkpoint = \"best\" selects on the validation split, and \
+                 dataset.val_fraction is 0",
+                cell.name
+            ),
+        )
+        .help(
+            "set dataset.val_fraction (e.g. 0.15), or checkpoint = \"last\", or \
+             checkpoint = \"best_test\" (the study's choice: selected on the test split)",
+        ));
+    }
+    if int("early_stopping_patience") > 0 && checkpoint != Some("best") {
+        return Err(SpecError::at(
+            &at("early_stopping_patience"),
+            format!(
+                "cell `{}`: early stopping follows the validation split, but checkpoint is {}",
+                cell.name,
+                checkpoint.unwrap_or("unset")
+            ),
+        )
+        .help("use checkpoint = \"best\" with early_stopping_patience, or set it to 0"));
     }
     Ok(())
 }

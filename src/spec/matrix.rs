@@ -199,7 +199,43 @@ pub fn expand(
             cell.name = format!("{}-{i}", cell.name);
         }
     }
-    Ok(cells)
+    Ok(replicate(cells))
+}
+
+/// Each cell with `replicates = N > 1` becomes N cells `NAME-rep1`..`NAME-repN` whose seeds
+/// are `seed + REPLICATE_SEED_STEP * r` (the first keeps the cell's own seed, so its cache
+/// entries are shared with an unreplicated run). `seed` joins their varying parameters; the
+/// report groups cells that differ only in seed.
+fn replicate(cells: Vec<Cell>) -> Vec<Cell> {
+    let mut out = Vec::new();
+    for cell in cells {
+        let n = cell
+            .params
+            .get("replicates")
+            .and_then(Json::as_u64)
+            .unwrap_or(1);
+        if n <= 1 {
+            out.push(cell);
+            continue;
+        }
+        let seed = cell.params.get("seed").and_then(Json::as_u64).unwrap_or(0);
+        for r in 0..n {
+            let mut c = cell.clone();
+            let s = Json::from(seed + params::REPLICATE_SEED_STEP * r);
+            c.params.insert("seed".into(), s.clone());
+            match c.varying.iter_mut().find(|(k, _)| k == "seed") {
+                Some(v) => v.1 = s,
+                None => c.varying.push(("seed".into(), s)),
+            }
+            c.name = if cell.varying.is_empty() {
+                format!("rep{}", r + 1)
+            } else {
+                format!("{}-rep{}", cell.name, r + 1)
+            };
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// `resnet50-pretrained-cw_inverse_frequency`: readable, stable, filesystem-safe.
@@ -312,6 +348,56 @@ mod tests {
             include: vec![],
         };
         assert!(expand(&base(), &m, &Origin::Default).is_err());
+    }
+
+    #[test]
+    fn replicates_become_seeded_cells_that_share_the_first_seed() {
+        let mut b = base();
+        b.insert("replicates".into(), json!(3));
+        b.insert("seed".into(), json!(7));
+        let m = Matrix {
+            axes: vec![ax("class_weights", vec![json!("none"), json!("balanced")])],
+            ..Matrix::default()
+        };
+        let cells = expand(&b, &m, &Origin::Default).unwrap();
+        let names: Vec<_> = cells.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "cw_none-rep1",
+                "cw_none-rep2",
+                "cw_none-rep3",
+                "cw_balanced-rep1",
+                "cw_balanced-rep2",
+                "cw_balanced-rep3"
+            ]
+        );
+        let seeds: Vec<_> = cells.iter().map(|c| c.params["seed"].clone()).collect();
+        assert_eq!(seeds[..3], [json!(7), json!(1007), json!(2007)]);
+        assert_eq!(
+            cells[4].varying,
+            [
+                ("class_weights".to_string(), json!("balanced")),
+                ("seed".to_string(), json!(1007))
+            ]
+        );
+        // One replicate is the plain cell.
+        b.insert("replicates".into(), json!(1));
+        let plain = expand(&b, &m, &Origin::Default).unwrap();
+        assert_eq!(plain[0].name, "cw_none");
+        assert_eq!(
+            plain[0].params,
+            cells[0]
+                .params
+                .clone()
+                .into_iter()
+                .map(|(k, v)| if k == "replicates" {
+                    (k, json!(1))
+                } else {
+                    (k, v)
+                })
+                .collect()
+        );
     }
 
     #[test]

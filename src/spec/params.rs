@@ -39,6 +39,11 @@ pub struct ParamDef {
 }
 
 pub const MODELS: &[&str] = &["resnet18", "resnet50"];
+pub const CHECKPOINTS: &[&str] = &["best", "best_test", "last"];
+pub const SELECTION_METRICS: &[&str] = &["val_qwk", "val_acc", "val_loss"];
+/// Seeds of replicate `r` of a cell with seed `s` are `s + REPLICATE_SEED_STEP * r`: apart
+/// enough that a seed axis of small numbers never collides with a replicate.
+pub const REPLICATE_SEED_STEP: u64 = 1000;
 pub const CLASS_WEIGHT_SCHEMES: &[&str] =
     &["none", "inverse_frequency", "balanced", "effective_number"];
 
@@ -67,7 +72,11 @@ pub const PARAMS: &[ParamDef] = &[
     ParamDef { name: "device", kind: Kind::Device, default: "\"auto\"", help: "auto, cpu or cuda:N" },
     ParamDef { name: "seed", kind: Kind::Int { min: 0 }, default: "0", help: "seed of initialisation, shuffling and augmentation" },
     ParamDef { name: "tta", kind: Kind::Bool, default: "false", help: "evaluate with horizontal-flip test-time augmentation" },
-    ParamDef { name: "checkpoint", kind: Kind::Choice(&["best", "last"]), default: "\"best\"", help: "weights to evaluate: best test accuracy during training (the study's choice) or the last epoch" },
+    ParamDef { name: "checkpoint", kind: Kind::Choice(CHECKPOINTS), default: "\"best\"", help: "weights to evaluate: best on the validation split (selection_metric), best_test (the study's choice: best test accuracy, selected on test), or the last epoch" },
+    ParamDef { name: "selection_metric", kind: Kind::Choice(SELECTION_METRICS), default: "\"val_qwk\"", help: "validation metric that checkpoint = \"best\" and early stopping follow" },
+    ParamDef { name: "early_stopping_patience", kind: Kind::Int { min: 0 }, default: "0", help: "stop after this many epochs without a better selection_metric (0: never)" },
+    ParamDef { name: "replicates", kind: Kind::Int { min: 1 }, default: "1", help: "run each cell with this many seeds (seed, seed+1000, ...); the report groups them" },
+    ParamDef { name: "compare_to", kind: Kind::Str, default: "\"\"", help: "the cell every other is compared with in the paired-difference table (default: the first; report only)" },
     ParamDef { name: "title", kind: Kind::Str, default: "\"\"", help: "report title (report only)" },
 ];
 

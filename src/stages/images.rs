@@ -50,8 +50,9 @@ impl Stage for ImagesStage {
         "images"
     }
 
+    /// 2: a `val` cache beside `train` and `test`.
     fn version(&self) -> u32 {
-        1
+        2
     }
 
     fn run(&self, ctx: &StageCtx) -> Result<String> {
@@ -60,8 +61,12 @@ impl Stage for ImagesStage {
         let preprocess: String = ctx.param("preprocess")?;
         let preprocess: Preprocess = preprocess.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
         let split = Listing::read(ctx.upstream_dir("stats")?, SPLIT)?;
-        for part in ["train", "test"] {
+        for part in ["train", "val", "test"] {
             let samples = split.samples(part);
+            // No validation split: no `val` folder (an empty cache cannot be mapped).
+            if part == "val" && samples.is_empty() {
+                continue;
+            }
             let paths: Vec<_> = samples.iter().map(|s| s.path.clone()).collect();
             let dir = ctx.out.join(part);
             std::fs::create_dir_all(&dir)?;
@@ -69,8 +74,9 @@ impl Stage for ImagesStage {
             write_index(&dir.join("index.csv"), &samples)?;
         }
         Ok(format!(
-            "{} train + {} test images decoded at {side}px",
+            "{} train + {} val + {} test images decoded at {side}px",
             split.samples("train").len(),
+            split.samples("val").len(),
             split.samples("test").len()
         ))
     }

@@ -1,5 +1,6 @@
-//! `stats`: the train/test split (the lab layout keeps its lists; Kaggle-style data is split
-//! by patient, stratified by grade) and the class counts and weights of each split.
+//! `stats`: the train/val/test split (the lab layout keeps its lists; Kaggle-style data is
+//! split by patient, stratified by grade; the validation split is carved out of the training
+//! side the same way) and the class counts and weights of each split.
 
 use super::audit::KEPT;
 use super::listing::{Item, Listing};
@@ -14,10 +15,15 @@ pub struct StatsStage;
 
 pub const SPLIT: &str = "split.json";
 pub const STATS: &str = "stats.json";
+/// Salt of the validation split's seed, so it is not the test split's draw again.
+const VAL_SALT: u64 = 0x7A11_DA7E;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Stats {
     pub train: [usize; NUM_CLASSES],
+    /// The validation split (all zero without one).
+    #[serde(default)]
+    pub val: [usize; NUM_CLASSES],
     pub test: [usize; NUM_CLASSES],
     /// Weights of every named scheme on the training counts (effective_number at beta 0.999).
     pub weights: BTreeMap<String, [f32; NUM_CLASSES]>,
@@ -49,8 +55,9 @@ impl Stage for StatsStage {
         "stats"
     }
 
+    /// 2: the validation split.
     fn version(&self) -> u32 {
-        1
+        2
     }
 
     fn run(&self, ctx: &StageCtx) -> Result<String> {
@@ -64,6 +71,13 @@ impl Stage for StatsStage {
             let all = kept.samples("");
             split::patient_split(&all, spec.test_fraction, spec.split_seed)
         };
+        // Validation patients come from the training side only, so the test split is the
+        // same whatever val_fraction is.
+        let (train, val) = if spec.val_fraction > 0.0 {
+            split::patient_split(&train, spec.val_fraction, spec.split_seed ^ VAL_SALT)
+        } else {
+            (train, Vec::new())
+        };
         if train.is_empty() || test.is_empty() {
             anyhow::bail!(
                 "the split left {} training and {} test images: a model cannot be trained and tested on that; \
@@ -73,7 +87,15 @@ impl Stage for StatsStage {
                 audit_dir.join("audit.csv").display()
             );
         }
-        split::write_split_csv(&ctx.out.join("split.csv"), &train, &test)?;
+        if spec.val_fraction > 0.0 && val.is_empty() {
+            anyhow::bail!(
+                "dataset.val_fraction = {} left no validation image out of {} training images; \
+                 raise it, or set it to 0 and checkpoint = \"last\"",
+                spec.val_fraction,
+                train.len()
+            );
+        }
+        split::write_split_csv(&ctx.out.join("split.csv"), &train, &val, &test)?;
         let item = |s: &Sample, split: &str| Item {
             name: s.name.clone(),
             label: s.label,
@@ -83,6 +105,7 @@ impl Stage for StatsStage {
         let items = train
             .iter()
             .map(|s| item(s, "train"))
+            .chain(val.iter().map(|s| item(s, "val")))
             .chain(test.iter().map(|s| item(s, "test")))
             .collect();
         Listing {
@@ -90,7 +113,7 @@ impl Stage for StatsStage {
             items,
         }
         .write(ctx.out, SPLIT)?;
-        let (ctrain, ctest) = (counts(&train), counts(&test));
+        let (ctrain, cval, ctest) = (counts(&train), counts(&val), counts(&test));
         let mut weights = BTreeMap::new();
         for scheme in SCHEMES {
             let w = crate::data::class_weights::parse_scheme(scheme, 0.999)
@@ -99,9 +122,10 @@ impl Stage for StatsStage {
         }
         let stats = Stats {
             train: ctrain,
+            val: cval,
             test: ctest,
             weights,
-            cross_split_duplicates: duplicates(&train, &test, ctx.hasher),
+            cross_split_duplicates: duplicates(&train, &[&val[..], &test[..]].concat(), ctx.hasher),
         };
         std::fs::write(ctx.out.join(STATS), serde_json::to_vec_pretty(&stats)?)?;
         std::fs::write(ctx.out.join("stats.txt"), table(&stats))?;
@@ -112,8 +136,9 @@ impl Stage for StatsStage {
             .map(|l| format!("\n           {l}"))
             .collect();
         Ok(format!(
-            "{} train / {} test images; grade 0 is {share0:.1}% of train{}{indented}",
+            "{} train / {} val / {} test images; grade 0 is {share0:.1}% of train{}{indented}",
             train.len(),
+            val.len(),
             test.len(),
             match stats.cross_split_duplicates.len() {
                 0 => String::new(),
@@ -144,13 +169,17 @@ fn duplicates(
 /// The class table shown after the stage's summary and kept beside stats.json.
 pub fn table(s: &Stats) -> String {
     let nt: usize = s.train.iter().sum();
+    let nv: usize = s.val.iter().sum();
     let ns: usize = s.test.iter().sum();
-    let mut out = String::from("grade   train  share    test  share  inverse_frequency\n");
+    let mut out =
+        String::from("grade   train  share     val  share    test  share  inverse_frequency\n");
     for g in 0..NUM_CLASSES {
         out.push_str(&format!(
-            "{g:>5} {:>7} {:>5.1}% {:>7} {:>5.1}%  {:>8.3}\n",
+            "{g:>5} {:>7} {:>5.1}% {:>7} {:>5.1}% {:>7} {:>5.1}%  {:>8.3}\n",
             s.train[g],
             100.0 * s.train[g] as f64 / nt.max(1) as f64,
+            s.val[g],
+            100.0 * s.val[g] as f64 / nv.max(1) as f64,
             s.test[g],
             100.0 * s.test[g] as f64 / ns.max(1) as f64,
             s.weights

@@ -8,7 +8,7 @@ use crate::data::augment::TrainAugment;
 use crate::data::image_cache::ImageCache;
 use crate::data::{loader, Batch};
 use crate::model::{Arch, Pretrained};
-use crate::train::{BatchSource, Schedule, TrainConfig};
+use crate::train::{BatchSource, Checkpoint, Schedule, SelectionMetric, TrainConfig};
 use anyhow::Result;
 use std::path::Path;
 use std::sync::Arc;
@@ -61,6 +61,7 @@ impl CachedSplit {
 
 struct Source {
     train: CachedSplit,
+    val: Option<CachedSplit>,
     test: CachedSplit,
     batch_size: usize,
     image_size: u32,
@@ -97,6 +98,13 @@ impl BatchSource for Source {
         ))
     }
 
+    fn val_batches(&self) -> Option<Box<dyn Iterator<Item = Batch> + Send + '_>> {
+        self.val.as_ref().map(|v| {
+            Box::new(v.test_batches(self.batch_size, self.image_size))
+                as Box<dyn Iterator<Item = Batch> + Send + '_>
+        })
+    }
+
     fn test_batches(&self) -> Box<dyn Iterator<Item = Batch> + Send + '_> {
         Box::new(self.test.test_batches(self.batch_size, self.image_size))
     }
@@ -109,6 +117,10 @@ impl BatchSource for Source {
     fn test_len(&self) -> usize {
         self.test.cache.len()
     }
+}
+
+fn parse<T: std::str::FromStr<Err = String>>(s: &str) -> Result<T> {
+    s.parse().map_err(anyhow::Error::msg)
 }
 
 pub fn pretrained_of(value: &serde_json::Value) -> Pretrained {
@@ -124,8 +136,10 @@ impl Stage for TrainStage {
         "train"
     }
 
+    /// 2: Winograd F(2x2,3x3) and fused add+ReLU kernels changed the numerics, and the loop
+    /// selects on the validation split (history gains its columns).
     fn version(&self) -> u32 {
-        1
+        2
     }
 
     fn resumable(&self) -> bool {
@@ -180,9 +194,18 @@ impl Stage for TrainStage {
             class_weights,
             seed: ctx.param("seed")?,
             device: ctx.param("device")?,
+            checkpoint: parse(&ctx.param::<String>("checkpoint")?)?,
+            selection_metric: parse(&ctx.param::<String>("selection_metric")?)?,
+            early_stopping_patience: ctx.param("early_stopping_patience")?,
         };
+        let val_dir = images.join("val");
         let source = Source {
             train: CachedSplit::open(&images.join("train"))?,
+            val: if val_dir.exists() {
+                Some(CachedSplit::open(&val_dir)?)
+            } else {
+                None
+            },
             test: CachedSplit::open(&images.join("test"))?,
             batch_size: cfg.batch_size,
             image_size,
@@ -198,11 +221,31 @@ impl Stage for TrainStage {
             .resumed_from
             .map(|e| format!(", resumed after epoch {e}"))
             .unwrap_or_default();
+        let selected = match cfg.checkpoint {
+            Checkpoint::Best => format!(
+                "best {} {:.3} at epoch {}",
+                ctx.param::<String>("selection_metric")?,
+                match cfg.selection_metric {
+                    SelectionMetric::Loss => -outcome.best_score,
+                    _ => outcome.best_score,
+                },
+                outcome.best_epoch
+            ),
+            Checkpoint::BestTest => format!(
+                "best test accuracy {:.2}% at epoch {} (selected on test)",
+                100.0 * outcome.best_score,
+                outcome.best_epoch
+            ),
+            Checkpoint::Last => "last epoch kept".into(),
+        };
+        let stopped = if outcome.stopped_early {
+            ", stopped early"
+        } else {
+            ""
+        };
         Ok(format!(
-            "{} epochs, best test accuracy {:.2}% at epoch {}{resumed}",
-            outcome.history.len(),
-            100.0 * outcome.best_test_acc,
-            outcome.best_epoch
+            "{} epochs{stopped}, {selected}{resumed}",
+            outcome.history.len()
         ))
     }
 }

@@ -26,9 +26,9 @@ pub struct LoopState {
     pub epochs_done: usize,
     /// Train-mode forward passes so far (each batch norm's `num_batches_tracked`).
     pub num_batches_tracked: i64,
-    /// 1-based; 0 while no epoch is done.
+    /// 1-based epoch of the best selection score; 0 while no epoch is done.
     pub best_epoch: usize,
-    pub best_test_acc: f64,
+    pub best_score: f64,
     pub history: Vec<EpochRecord>,
     /// Describes the configuration that wrote the checkpoint; resuming under another one
     /// would silently mix two experiments, so it is refused.

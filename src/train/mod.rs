@@ -1,12 +1,14 @@
 //! Training: optimiser, schedules, loss, checkpoints and the epoch loop.
 
 pub mod checkpoint;
+pub mod config;
 pub mod history;
 pub mod loss;
 pub mod schedule;
 pub mod sgd;
 pub mod trainer;
 
+pub use config::{Checkpoint, SelectionMetric, TrainConfig};
 pub use history::EpochRecord;
 pub use schedule::Schedule;
-pub use trainer::{train, BatchSource, TrainConfig, TrainOutcome};
+pub use trainer::{train, BatchSource, TrainOutcome};

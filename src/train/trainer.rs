@@ -2,15 +2,16 @@
 //! of every layer, with a checkpoint after every epoch so an interrupted run resumes exactly.
 
 use super::checkpoint::{self, LoopState};
+use super::config::{Checkpoint, TrainConfig};
 use super::loss::{correct, cross_entropy};
-use super::schedule::{lr_at, Schedule};
+use super::schedule::lr_at;
 use super::sgd::{Sgd, SgdConfig};
 use super::{history, EpochRecord};
 use crate::data::{Batch, NUM_CLASSES};
 use crate::model::weights_io::assign;
 use crate::model::{
     all_vars_sorted, init_weights, load_pretrained, resolve_pretrained, save_torchvision,
-    select_device, trainable_vars, Arch, Pretrained, ResNet, TORCH_FILE_NOTE,
+    select_device, trainable_vars, ResNet, TORCH_FILE_NOTE,
 };
 use crate::Progress;
 use anyhow::{bail, Context, Result};
@@ -19,103 +20,14 @@ use candle_nn::{VarBuilder, VarMap};
 use std::path::Path;
 use std::time::Instant;
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct TrainConfig {
-    pub arch: Arch,
-    pub pretrained: Pretrained,
-    /// All epochs, feature extraction included.
-    pub epochs: usize,
-    /// Leading epochs in which only `fc` trains.
-    pub freeze_epochs: usize,
-    pub batch_size: usize,
-    pub lr: f64,
-    pub momentum: f64,
-    pub weight_decay: f64,
-    pub nesterov: bool,
-    pub schedule: Schedule,
-    pub warmup_epochs: usize,
-    pub label_smoothing: f64,
-    pub class_weights: [f32; NUM_CLASSES],
-    pub seed: u64,
-    /// "auto", "cpu" or "cuda:N" (see [`select_device`]).
-    pub device: String,
-}
-
-impl TrainConfig {
-    /// The study's recipe for `arch` (batch 64 for ResNet-18, 16 for ResNet-50).
-    pub fn study(arch: Arch) -> Self {
-        TrainConfig {
-            arch,
-            pretrained: Pretrained::Hub,
-            epochs: 25,
-            freeze_epochs: 5,
-            batch_size: if arch == Arch::ResNet18 { 64 } else { 16 },
-            lr: 1e-3,
-            momentum: 0.9,
-            weight_decay: 5e-4,
-            nesterov: false,
-            schedule: Schedule::Constant,
-            warmup_epochs: 0,
-            label_smoothing: 0.0,
-            class_weights: [1.0; NUM_CLASSES],
-            seed: 0,
-            device: "auto".into(),
-        }
-    }
-
-    /// Reject settings PyTorch would reject or that cannot train (checked by [`train`]).
-    pub fn validate(&self) -> Result<()> {
-        if self.epochs == 0 {
-            bail!("epochs must be at least 1");
-        }
-        if self.freeze_epochs > self.epochs {
-            bail!(
-                "freeze_epochs ({}) exceeds epochs ({})",
-                self.freeze_epochs,
-                self.epochs
-            );
-        }
-        if !(self.lr.is_finite() && self.lr > 0.0) {
-            bail!("lr must be a positive number, got {}", self.lr);
-        }
-        if !(0.0..1.0).contains(&self.momentum) {
-            bail!("momentum must be in [0, 1), got {}", self.momentum);
-        }
-        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
-            bail!("weight_decay must be >= 0, got {}", self.weight_decay);
-        }
-        if self.nesterov && self.momentum == 0.0 {
-            bail!("nesterov momentum requires momentum > 0 (as in PyTorch)");
-        }
-        if !(0.0..1.0).contains(&self.label_smoothing) {
-            bail!(
-                "label_smoothing must be in [0, 1), got {}",
-                self.label_smoothing
-            );
-        }
-        if let Schedule::Step { step_epochs: 0, .. } = self.schedule {
-            bail!("a step schedule needs step_epochs >= 1");
-        }
-        Ok(())
-    }
-
-    /// What a checkpoint must agree with to be resumed (the device may change).
-    fn fingerprint(&self) -> String {
-        format!(
-            "{:?}",
-            TrainConfig {
-                device: String::new(),
-                ..self.clone()
-            }
-        )
-    }
-}
-
 /// Where batches come from. Batches are built by the data module (augmentation, batching);
 /// `epoch` is 0-based and must fully determine the training order and augmentation, so that
 /// a resumed run sees the same batches.
 pub trait BatchSource {
     fn train_batches(&self, epoch: usize) -> Box<dyn Iterator<Item = Batch> + Send + '_>;
+    /// The validation split in the test transform, or `None` without one.
+    fn val_batches(&self) -> Option<Box<dyn Iterator<Item = Batch> + Send + '_>>;
+    /// Read only when `checkpoint = "best_test"` asks for per-epoch test scores.
     fn test_batches(&self) -> Box<dyn Iterator<Item = Batch> + Send + '_>;
     fn train_len(&self) -> usize;
     fn test_len(&self) -> usize;
@@ -124,9 +36,13 @@ pub trait BatchSource {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainOutcome {
     pub history: Vec<EpochRecord>,
-    /// 1-based epoch of the highest test accuracy (first occurrence).
+    /// 1-based epoch of the best selection score (first occurrence); the last epoch with
+    /// `checkpoint = "last"`.
     pub best_epoch: usize,
-    pub best_test_acc: f64,
+    /// Its score: the validation metric, or test accuracy for `best_test`.
+    pub best_score: f64,
+    /// Whether early stopping ended the run before `epochs`.
+    pub stopped_early: bool,
     /// Epochs already done when this call found a checkpoint.
     pub resumed_from: Option<usize>,
 }
@@ -206,13 +122,7 @@ pub fn train(
     out_dir: &Path,
     progress: &Progress,
 ) -> Result<TrainOutcome> {
-    if cfg.freeze_epochs > cfg.epochs {
-        bail!(
-            "freeze_epochs ({}) exceeds epochs ({})",
-            cfg.freeze_epochs,
-            cfg.epochs
-        );
-    }
+    cfg.validate_with(data.val_batches().is_some())?;
     for d in [work_dir, out_dir] {
         std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
     }
@@ -271,7 +181,7 @@ pub fn train(
                 epochs_done: 0,
                 num_batches_tracked: 0,
                 best_epoch: 0,
-                best_test_acc: 0.0,
+                best_score: f64::MIN,
                 history: Vec::new(),
                 config: cfg.fingerprint(),
             }
@@ -279,7 +189,15 @@ pub fn train(
     };
     let resumed_from = (state.epochs_done > 0).then_some(state.epochs_done);
 
+    let mut stopped_early = false;
     for epoch in state.epochs_done..cfg.epochs {
+        // Decided from the saved state alone, so a run killed after its stopping epoch's
+        // checkpoint stops at the same epoch when resumed.
+        let patience = cfg.early_stopping_patience;
+        if patience > 0 && state.best_epoch > 0 && epoch - state.best_epoch >= patience {
+            stopped_early = true;
+            break;
+        }
         let started = Instant::now();
         let freeze = epoch < cfg.freeze_epochs;
         let lr = lr_at(cfg.lr, &cfg.schedule, epoch, cfg.epochs, cfg.warmup_epochs);
@@ -346,28 +264,27 @@ pub fn train(
         }
         progress.finish();
 
-        let mut te = Totals::new();
-        for batch in data.test_batches() {
-            let x = to_tensor(&batch, &device)?;
-            let logits = model.forward(&x, false)?;
-            let loss = cross_entropy(
-                &logits,
-                &batch.labels,
-                &cfg.class_weights,
-                cfg.label_smoothing,
-            )?;
-            te.loss += loss.to_scalar::<f32>()? as f64 * batch.len() as f64;
-            te.correct += correct(&logits, &batch.labels)?;
-            te.n += batch.len();
-        }
+        let val = match data.val_batches() {
+            Some(batches) => Some(measure(&model, batches, cfg, &device)?),
+            None => None,
+        };
+        let test = if cfg.checkpoint == Checkpoint::BestTest {
+            Some(measure(&model, data.test_batches(), cfg, &device)?)
+        } else {
+            None
+        };
+        let nan = f64::NAN;
         let record = EpochRecord {
             epoch: epoch + 1,
             phase: if freeze { "freeze" } else { "finetune" }.into(),
             lr,
             train_loss: tr.loss(),
             train_acc: tr.acc(),
-            test_loss: te.loss(),
-            test_acc: te.acc(),
+            val_loss: val.as_ref().map_or(nan, |v| v.loss),
+            val_acc: val.as_ref().map_or(nan, |v| v.acc),
+            val_qwk: val.as_ref().map_or(nan, |v| v.qwk),
+            test_loss: test.as_ref().map_or(nan, |t| t.loss),
+            test_acc: test.as_ref().map_or(nan, |t| t.acc),
             seconds: started.elapsed().as_secs_f64(),
         };
         history::append(&history_path, &record)?;
@@ -376,14 +293,24 @@ pub fn train(
             &out_dir.join("last.safetensors"),
             state.num_batches_tracked,
         )?;
-        if state.best_epoch == 0 || record.test_acc > state.best_test_acc {
-            state.best_test_acc = record.test_acc;
+        let score = match cfg.checkpoint {
+            Checkpoint::Best => cfg.selection_metric.score(&record),
+            Checkpoint::BestTest => record.test_acc,
+            Checkpoint::Last => record.epoch as f64,
+        };
+        // NaN (a metric that could not be measured) never wins; kept finite so that the
+        // checkpoint's JSON state round-trips.
+        let score = if score.is_nan() { f64::MIN } else { score };
+        if state.best_epoch == 0 || score > state.best_score {
+            state.best_score = score;
             state.best_epoch = epoch + 1;
-            save_torchvision(
-                &varmap,
-                &out_dir.join("best.safetensors"),
-                state.num_batches_tracked,
-            )?;
+            if cfg.checkpoint != Checkpoint::Last {
+                save_torchvision(
+                    &varmap,
+                    &out_dir.join("best.safetensors"),
+                    state.num_batches_tracked,
+                )?;
+            }
         }
         state.history.push(record);
         state.epochs_done = epoch + 1;
@@ -395,7 +322,15 @@ pub fn train(
         "epochs": cfg.epochs,
         "freeze_epochs": cfg.freeze_epochs,
         "best_epoch": state.best_epoch,
-        "best_test_acc": state.best_test_acc,
+        "best_score": state.best_score,
+        "checkpoint": format!("{:?}", cfg.checkpoint),
+        "selected_on": cfg.checkpoint.selected_on(),
+        "selection_metric": match cfg.checkpoint {
+            Checkpoint::Best => format!("{:?}", cfg.selection_metric),
+            Checkpoint::BestTest => "test accuracy".into(),
+            Checkpoint::Last => String::new(),
+        },
+        "stopped_early": stopped_early,
         "final": state.history.last(),
         "resumed_from": resumed_from,
         "num_batches_tracked": state.num_batches_tracked,
@@ -408,8 +343,53 @@ pub fn train(
     Ok(TrainOutcome {
         history: state.history,
         best_epoch: state.best_epoch,
-        best_test_acc: state.best_test_acc,
+        best_score: state.best_score,
+        stopped_early,
         resumed_from,
+    })
+}
+
+/// Loss, accuracy and QWK of one split, in eval mode.
+struct Measured {
+    loss: f64,
+    acc: f64,
+    qwk: f64,
+}
+
+fn measure(
+    model: &ResNet,
+    batches: Box<dyn Iterator<Item = Batch> + Send + '_>,
+    cfg: &TrainConfig,
+    device: &Device,
+) -> Result<Measured> {
+    let mut t = Totals::new();
+    let (mut truth, mut preds) = (Vec::new(), Vec::new());
+    for batch in batches {
+        let x = to_tensor(&batch, device)?;
+        let logits = model.forward(&x, false)?;
+        let loss = cross_entropy(
+            &logits,
+            &batch.labels,
+            &cfg.class_weights,
+            cfg.label_smoothing,
+        )?;
+        t.loss += loss.to_scalar::<f32>()? as f64 * batch.len() as f64;
+        t.correct += correct(&logits, &batch.labels)?;
+        t.n += batch.len();
+        truth.extend(batch.labels.iter().map(|&l| l as u8));
+        preds.extend(
+            logits
+                .argmax(1)?
+                .to_dtype(DType::U32)?
+                .to_vec1::<u32>()?
+                .into_iter()
+                .map(|p| p as u8),
+        );
+    }
+    Ok(Measured {
+        loss: t.loss(),
+        acc: t.acc(),
+        qwk: crate::metrics::quadratic_weighted_kappa(&truth, &preds),
     })
 }
 

@@ -1,16 +1,22 @@
 //! End-to-end tests of the epoch loop on a tiny ResNet-18 run (16 px, batch 4).
 
 use super::*;
+use crate::model::{Arch, Pretrained};
 use crate::rng::Rng;
+use crate::train::{Checkpoint, Schedule, SelectionMetric, TrainConfig};
 use std::collections::HashMap;
 
 const SIZE: usize = 16;
 
 /// Eight train and four test images of random noise whose mean encodes the label; the
 /// order is shuffled per epoch from the epoch number alone. `poison_epoch` fills that
-/// epoch's images with NaN.
+/// epoch's images with NaN. `val` adds six validation images; `poison_test` makes reading
+/// the test split a panic (and would flip its labels).
+#[derive(Default)]
 struct Tiny {
     poison_epoch: Option<usize>,
+    val: bool,
+    poison_test: bool,
 }
 
 fn image(i: usize) -> (Vec<f32>, u32) {
@@ -52,7 +58,11 @@ impl BatchSource for Tiny {
         Rng::derive(5, epoch as u64).shuffle(&mut ids);
         batches(ids, self.poison_epoch == Some(epoch))
     }
+    fn val_batches(&self) -> Option<Box<dyn Iterator<Item = Batch> + Send + '_>> {
+        self.val.then(|| batches((200..206).collect(), false))
+    }
     fn test_batches(&self) -> Box<dyn Iterator<Item = Batch> + Send + '_> {
+        assert!(!self.poison_test, "the test split was read during training");
         batches((100..104).collect(), false)
     }
     fn train_len(&self) -> usize {
@@ -106,7 +116,7 @@ fn freeze_epoch_changes_only_fc_and_running_stats() {
     let dir = tempfile::tempdir().unwrap();
     let out = train(
         &cfg(1, 1),
-        &Tiny { poison_epoch: None },
+        &Tiny::default(),
         dir.path(),
         dir.path(),
         &Progress::hidden(),
@@ -152,7 +162,7 @@ fn nan_stops_and_resume_is_bit_identical_to_an_uninterrupted_run() {
     let full = tempfile::tempdir().unwrap();
     let a = train(
         &c,
-        &Tiny { poison_epoch: None },
+        &Tiny::default(),
         full.path(),
         full.path(),
         &Progress::hidden(),
@@ -172,6 +182,7 @@ fn nan_stops_and_resume_is_bit_identical_to_an_uninterrupted_run() {
         &c,
         &Tiny {
             poison_epoch: Some(1),
+            ..Tiny::default()
         },
         work.path(),
         out.path(),
@@ -196,7 +207,7 @@ fn nan_stops_and_resume_is_bit_identical_to_an_uninterrupted_run() {
     };
     assert!(train(
         &changed,
-        &Tiny { poison_epoch: None },
+        &Tiny::default(),
         work.path(),
         out.path(),
         &Progress::hidden()
@@ -205,18 +216,22 @@ fn nan_stops_and_resume_is_bit_identical_to_an_uninterrupted_run() {
 
     let b = train(
         &c,
-        &Tiny { poison_epoch: None },
+        &Tiny::default(),
         work.path(),
         out.path(),
         &Progress::hidden(),
     )
     .unwrap();
     assert_eq!(b.resumed_from, Some(1));
-    let strip = |h: &[EpochRecord]| -> Vec<EpochRecord> {
+    // As CSV rows: NaN (the unmeasured validation columns) is not equal to itself.
+    let strip = |h: &[EpochRecord]| -> Vec<String> {
         h.iter()
-            .map(|r| EpochRecord {
-                seconds: 0.0,
-                ..r.clone()
+            .map(|r| {
+                EpochRecord {
+                    seconds: 0.0,
+                    ..r.clone()
+                }
+                .to_csv_row()
             })
             .collect()
     };
@@ -247,7 +262,7 @@ fn nan_loss_stops_at_the_first_step() {
     };
     let err = train(
         &c,
-        &Tiny { poison_epoch: None },
+        &Tiny::default(),
         dir.path(),
         dir.path(),
         &Progress::hidden(),
@@ -295,4 +310,97 @@ fn invalid_configs_are_rejected() {
     }
     .validate()
     .is_err());
+}
+
+#[test]
+fn selection_on_validation_never_reads_the_test_split() {
+    let c = TrainConfig {
+        checkpoint: Checkpoint::Best,
+        selection_metric: SelectionMetric::Accuracy,
+        ..cfg(3, 0)
+    };
+    let run = |poison_test: bool| {
+        let dir = tempfile::tempdir().unwrap();
+        let source = Tiny {
+            val: true,
+            poison_test,
+            ..Tiny::default()
+        };
+        let out = train(&c, &source, dir.path(), dir.path(), &Progress::hidden()).unwrap();
+        let best = tensors(&dir.path().join("best.safetensors"));
+        (out, best)
+    };
+    let (clean, clean_best) = run(false);
+    // Reading the poisoned test split panics: training with it completes, so the loop never
+    // read it, and it chose the same epoch and the same weights.
+    let (poisoned, poisoned_best) = run(true);
+    assert_eq!(clean.best_epoch, poisoned.best_epoch);
+    assert!(same(&clean_best["fc.weight"], &poisoned_best["fc.weight"]));
+    for r in &clean.history {
+        assert!(r.val_acc.is_finite() && r.val_qwk.is_finite() && r.test_acc.is_nan());
+    }
+    // The chosen epoch is the first one of highest validation accuracy.
+    let top = clean
+        .history
+        .iter()
+        .map(|r| r.val_acc)
+        .fold(f64::MIN, f64::max);
+    let first = clean.history.iter().find(|r| r.val_acc == top).unwrap();
+    assert_eq!(clean.best_epoch, first.epoch);
+
+    // The study's choice reads the test split every epoch.
+    let study = TrainConfig {
+        checkpoint: Checkpoint::BestTest,
+        ..c.clone()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let source = Tiny {
+        val: true,
+        ..Tiny::default()
+    };
+    let out = train(&study, &source, dir.path(), dir.path(), &Progress::hidden()).unwrap();
+    assert!(out.history.iter().all(|r| r.test_acc.is_finite()));
+    // "best" needs a validation split.
+    let err = train(
+        &c,
+        &Tiny::default(),
+        dir.path(),
+        dir.path(),
+        &Progress::hidden(),
+    );
+    assert!(format!("{:#}", err.unwrap_err()).contains("val_fraction"));
+}
+
+#[test]
+fn early_stopping_stops_after_patience_epochs_without_improvement() {
+    // A learning rate too small to move the weights (only batch-norm statistics change):
+    // validation accuracy on six images soon stops improving.
+    let c = TrainConfig {
+        checkpoint: Checkpoint::Best,
+        selection_metric: SelectionMetric::Accuracy,
+        early_stopping_patience: 1,
+        lr: 1e-12,
+        momentum: 0.0,
+        ..cfg(6, 0)
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let source = Tiny {
+        val: true,
+        ..Tiny::default()
+    };
+    let out = train(&c, &source, dir.path(), dir.path(), &Progress::hidden()).unwrap();
+    assert!(out.stopped_early);
+    assert_eq!(
+        out.history.len(),
+        out.best_epoch + 1,
+        "one epoch without improvement"
+    );
+    let best = out.history[out.best_epoch - 1].val_acc;
+    assert!(out.history[out.best_epoch..]
+        .iter()
+        .all(|r| r.val_acc <= best));
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("train.json")).unwrap()).unwrap();
+    assert_eq!(json["stopped_early"], true);
+    assert_eq!(json["selected_on"], "validation");
 }
