@@ -4,7 +4,7 @@ use super::{args::ShowArgs, CliError, CliResult, Env, EXIT_USAGE};
 use std::path::Path;
 
 /// The report stage writes its terminal table here.
-pub const TABLE_FILE: &str = "table.txt";
+pub use crate::report::TABLE_FILE;
 
 pub fn report_table(view: &Path) -> Option<String> {
     report_table_in(&view.join("report"))

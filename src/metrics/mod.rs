@@ -5,6 +5,7 @@
 //! follow scikit-learn's `zero_division=0` convention and are documented on each field.
 //! Rates are fractions in `[0, 1]`, not percentages.
 
+pub mod bootstrap;
 mod kappa;
 mod roc;
 

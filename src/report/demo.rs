@@ -57,22 +57,31 @@ pub(crate) fn cell(
                 lr: 1e-3,
                 train_loss: 1.1 - 0.6 * t + 0.02 * rng.normal(),
                 train_acc: (0.70 + (final_acc + 0.02 - 0.70) * t.sqrt()).min(1.0),
-                test_loss: 1.0 - 0.45 * t + 0.03 * rng.normal(),
-                test_acc: (0.71 + (final_acc - 0.71) * t.sqrt() + noise).clamp(0.0, 1.0),
+                val_loss: 1.0 - 0.45 * t + 0.03 * rng.normal(),
+                val_acc: (0.71 + (final_acc - 0.71) * t.sqrt() + noise).clamp(0.0, 1.0),
+                val_qwk: (0.6 * t.sqrt() + noise).clamp(-1.0, 1.0),
+                test_loss: f64::NAN,
+                test_acc: f64::NAN,
                 seconds: 120.0,
             }
         })
         .collect();
-    CellResult {
-        name: name.into(),
-        params: params
+    let mut c = CellResult::single(
+        name,
+        params
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
-        metrics: m,
+        m,
         history,
-        model: model.into(),
-    }
+        model,
+    );
+    c.selected_epoch = c
+        .history
+        .iter()
+        .max_by(|a, b| a.val_acc.total_cmp(&b.val_acc))
+        .map(|r| r.epoch);
+    c
 }
 
 /// The study's grid plus its class-weighted run: 2 models x pretrained x weighting = 8.
@@ -149,13 +158,13 @@ fn render_demo_reports() {
             v
         })
         .collect();
-    let tiny = vec![CellResult {
-        name: "tiny-eval-only".into(),
-        params: vec![],
-        metrics: metrics::compute(&labels, &probs),
-        history: vec![],
-        model: "resnet18".into(),
-    }];
+    let tiny = vec![CellResult::single(
+        "tiny-eval-only",
+        vec![],
+        metrics::compute(&labels, &probs),
+        vec![],
+        "resnet18",
+    )];
     write_report(
         "Demo: evaluation only, grade 3 absent",
         &tiny,

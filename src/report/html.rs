@@ -3,7 +3,7 @@
 //! short guide to the metrics.
 
 use super::figures::{Figure, Kind};
-use super::table::display;
+use super::table::{differences, display, Display};
 use super::CellResult;
 
 /// HTML-escape text for element content and attribute values.
@@ -86,9 +86,26 @@ const GUIDE: &[(&str, &str)] = &[
       worse: how well the model ranks referable eyes above the others, at any threshold.",
     ),
     (
-        "best test acc. (epoch)",
-        "The highest test accuracy seen during training and its \
-      epoch, as the study reported it; the other columns measure the final model.",
+        "[lo, hi]",
+        "The 95% bootstrap interval: the test patients resampled 10,000 times (both eyes of a \
+      patient together), the metric recomputed each time. A difference between two cells \
+      inside both intervals may be noise: read the paired differences below.",
+    ),
+    (
+        "± and × seeds",
+        "A row of several seeds (replicates) shows the mean ± the standard deviation over \
+      seeds; its interval is that of the mean.",
+    ),
+    (
+        "↑ / ↓",
+        "The paired difference from the reference cell, on the same test patients, has a 95% \
+      interval that excludes zero.",
+    ),
+    (
+        "weights selected",
+        "The epoch whose weights were evaluated and the split that chose it: val (the \
+      validation split, held out from training), TEST (the study's choice: best test \
+      accuracy, which makes the test metrics optimistic), or last.",
     ),
 ];
 
@@ -117,6 +134,13 @@ pub(super) fn page(title: &str, cells: &[CellResult], figures: &[Figure]) -> Str
 
     h += "<h2>Summary</h2>\n";
     h += &summary_table(cells);
+    if let Some(d) = differences(cells) {
+        h += "<h2>Paired differences from the reference cell</h2>\n";
+        h += "<p class=\"meta\">Each row minus the reference on the same test patients, \
+              with the paired-bootstrap 95% interval; highlighted: the interval excludes \
+              zero (the difference holds).</p>\n";
+        h += &plain_table(&d);
+    }
     h += "<p>Download: <a href=\"summary.csv\">summary.csv</a> · \
           <a href=\"summary.parquet\">summary.parquet</a> · \
           <a href=\"summary.md\">summary.md</a></p>\n";
@@ -157,6 +181,24 @@ pub(super) fn page(title: &str, cells: &[CellResult], figures: &[Figure]) -> Str
         }
     }
     h += "<footer>Written by drpipe.</footer>\n</body>\n</html>\n";
+    h
+}
+
+fn plain_table(t: &Display) -> String {
+    let mut h = String::from("<div class=\"scroll\"><table>\n<thead><tr>");
+    for head in &t.headers {
+        h += &format!("<th>{}</th>", esc(head));
+    }
+    h += "</tr></thead>\n<tbody>\n";
+    for row in &t.rows {
+        h += "<tr>";
+        for (text, mark) in row {
+            let class = if *mark { " class=\"best\"" } else { "" };
+            h += &format!("<td{class}>{}</td>", esc(text));
+        }
+        h += "</tr>\n";
+    }
+    h += "</tbody></table></div>\n";
     h
 }
 

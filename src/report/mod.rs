@@ -11,30 +11,92 @@
 
 mod figures;
 mod html;
+pub mod rows;
 mod table;
 mod terminal;
 
+pub use rows::{rows, Replicate};
 pub use table::summary_frame;
 pub use terminal::terminal_table;
 
+use crate::metrics::bootstrap::{Difference, Interval};
 use crate::metrics::Metrics;
 use crate::train::EpochRecord;
 use anyhow::{Context, Result};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// One cell of an experiment: its name, the parameters that distinguish it, and its results.
+/// One row of the report: a cell of the experiment, or the replicates of one configuration
+/// (cells that differ only in seed), with its results and how sure they are.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CellResult {
     pub name: String,
-    /// The params that vary across cells, in axis order.
+    /// The params that vary across rows, in axis order (seed left out for replicates).
     pub params: Vec<(String, String)>,
-    /// Test-set metrics of the final model.
+    /// Test-set metrics of the evaluated model; for replicates, the mean of theirs.
     pub metrics: Metrics,
-    /// Per-epoch training history; accuracies are fractions in `[0, 1]`. May be empty.
+    /// Per-epoch training history; accuracies are fractions in `[0, 1]`. May be empty. For
+    /// replicates, the per-epoch mean.
     pub history: Vec<EpochRecord>,
     /// Architecture, e.g. "resnet18": one accuracy figure is drawn per model.
     pub model: String,
+    /// How many cells (seeds) this row is the mean of.
+    pub replicates: usize,
+    /// Their cell names and seeds (under `cells/`).
+    pub members: Vec<String>,
+    pub seeds: Vec<String>,
+    /// Standard deviation over the replicates per headline metric; empty for one.
+    pub spread: BTreeMap<String, f64>,
+    /// Per-epoch standard deviation over the replicates; empty for one.
+    pub history_sd: Vec<EpochRecord>,
+    /// 95% patient-bootstrap interval per headline metric (of the replicate mean).
+    pub ci: BTreeMap<String, Interval>,
+    /// Paired difference from the reference row on the same test patients; `None` for the
+    /// reference, or when the two were tested on different images.
+    pub vs_reference: Option<BTreeMap<String, Difference>>,
+    pub reference: bool,
+    /// "validation", "test" (the study's selection on the test split) or "last epoch".
+    pub selected_on: String,
+    /// The epoch whose weights were evaluated (one replicate only).
+    pub selected_epoch: Option<usize>,
 }
+
+impl CellResult {
+    /// A row of one cell without intervals (tests, demos): the interval of every headline
+    /// metric is the point itself.
+    pub fn single(
+        name: &str,
+        params: Vec<(String, String)>,
+        metrics: Metrics,
+        history: Vec<EpochRecord>,
+        model: &str,
+    ) -> CellResult {
+        let ci = crate::metrics::bootstrap::headline(&metrics)
+            .iter()
+            .map(|(k, v)| (k.to_string(), Interval { lo: *v, hi: *v }))
+            .collect();
+        CellResult {
+            name: name.into(),
+            params,
+            metrics,
+            history,
+            model: model.into(),
+            replicates: 1,
+            members: vec![name.into()],
+            seeds: Vec::new(),
+            spread: BTreeMap::new(),
+            history_sd: Vec::new(),
+            ci,
+            vs_reference: None,
+            reference: false,
+            selected_on: "validation".into(),
+            selected_epoch: None,
+        }
+    }
+}
+
+/// The terminal table as the report stage keeps it, for `drpipe show`.
+pub const TABLE_FILE: &str = "table.txt";
 
 /// What [`write_report`] produced.
 #[derive(Debug, Clone, PartialEq)]

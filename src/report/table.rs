@@ -46,7 +46,7 @@ macro_rules! col {
 }
 
 /// Every metric column, in table order. Higher is better for all of them.
-pub(super) const METRICS: [MetricCol; 12] = [
+pub(super) const METRICS: [MetricCol; 13] = [
     col!("accuracy", "acc", "accuracy %", Percent, |c| c
         .metrics
         .accuracy),
@@ -74,6 +74,12 @@ pub(super) const METRICS: [MetricCol; 12] = [
     col!("recall_4", "r4", "recall 4 %", Percent, |c| c
         .metrics
         .recall[4]),
+    col!("recall_1_4", "r1-4", "mean recall 1-4 %", Percent, |c| c
+        .metrics
+        .recall[1..]
+        .iter()
+        .sum::<f64>()
+        / 4.0),
     col!(
         "referable_sens",
         "sens",
@@ -93,17 +99,136 @@ pub(super) const METRICS: [MetricCol; 12] = [
         .referable_auc),
 ];
 
-/// The epoch with the highest test accuracy (the first on ties) and that accuracy; `None`
-/// without a finite record.
+/// The held-out accuracy of an epoch: validation when the run had a validation split, test
+/// otherwise (`checkpoint = "best_test"` without one); NaN when neither was measured.
+pub(super) fn held_out_acc(r: &EpochRecord) -> f64 {
+    if r.val_acc.is_finite() {
+        r.val_acc
+    } else {
+        r.test_acc
+    }
+}
+
+/// Which split [`held_out_acc`] reads for this history: "val", "test", or `None`.
+pub(super) fn held_out_split(history: &[EpochRecord]) -> Option<&'static str> {
+    if history.iter().any(|r| r.val_acc.is_finite()) {
+        Some("val")
+    } else if history.iter().any(|r| r.test_acc.is_finite()) {
+        Some("test")
+    } else {
+        None
+    }
+}
+
+/// The epoch with the highest held-out accuracy (the first on ties) and that accuracy;
+/// `None` without a finite record.
 pub(super) fn best_epoch(history: &[EpochRecord]) -> Option<(usize, f64)> {
     history
         .iter()
-        .filter(|r| r.test_acc.is_finite())
+        .filter(|r| held_out_acc(r).is_finite())
         .fold(None, |best: Option<&EpochRecord>, r| match best {
-            Some(b) if b.test_acc >= r.test_acc => Some(b),
+            Some(b) if held_out_acc(b) >= held_out_acc(r) => Some(b),
             _ => Some(r),
         })
-        .map(|r| (r.epoch, r.test_acc))
+        .map(|r| (r.epoch, held_out_acc(r)))
+}
+
+/// How the evaluated weights were chosen, e.g. "ep 5 (val)", "ep 6 (TEST)", "last".
+pub(super) fn selection(c: &CellResult) -> String {
+    let on = match c.selected_on.as_str() {
+        "validation" => "val",
+        // The study's choice: shout it, the test metrics are optimistic.
+        "test" => "TEST",
+        _ => "last",
+    };
+    match c.selected_epoch {
+        Some(e) if on != "last" => format!("ep {e} ({on})"),
+        Some(e) => format!("ep {e} (last)"),
+        None => on.to_string(),
+    }
+}
+
+/// A metric as the tables show it: the value, or for replicates mean ± sd.
+pub(super) fn shown(c: &CellResult, m: &MetricCol) -> String {
+    let v = m.fmt.show((m.get)(c));
+    match c.spread.get(m.key) {
+        Some(sd) if c.replicates > 1 => format!("{v}±{}", m.fmt.show(*sd)),
+        _ => v,
+    }
+}
+
+/// The 95% interval of a metric as the tables show it, e.g. "[70.1, 76.4]".
+pub(super) fn interval(c: &CellResult, m: &MetricCol) -> Option<String> {
+    c.ci.get(m.key)
+        .map(|i| format!("[{}, {}]", m.fmt.show(i.lo), m.fmt.show(i.hi)))
+}
+
+/// `↑` / `↓` when the row's paired difference from the reference excludes zero.
+pub(super) fn holds(c: &CellResult, m: &MetricCol) -> &'static str {
+    match c.vs_reference.as_ref().and_then(|d| d.get(m.key)) {
+        Some(d) if d.interval().excludes_zero() && d.estimate > 0.0 => "↑",
+        Some(d) if d.interval().excludes_zero() => "↓",
+        _ => "",
+    }
+}
+
+/// Metrics of the paired-difference table.
+pub(super) const DIFF_KEYS: [&str; 6] = [
+    "accuracy",
+    "balanced_accuracy",
+    "qwk",
+    "recall_1_4",
+    "referable_sens",
+    "referable_auc",
+];
+
+/// The paired-difference table (rows against the reference): `None` with a single row.
+pub(super) fn differences(cells: &[CellResult]) -> Option<Display> {
+    let reference = cells.iter().find(|c| c.reference)?;
+    if cells.len() < 2 {
+        return None;
+    }
+    let cols: Vec<&MetricCol> = DIFF_KEYS
+        .iter()
+        .filter_map(|k| METRICS.iter().find(|m| m.key == *k))
+        .collect();
+    let mut headers = vec![format!("cell − {}", reference.name)];
+    headers.extend(cols.iter().map(|m| format!("Δ {}", m.long)));
+    let rows = cells
+        .iter()
+        .filter(|c| !c.reference)
+        .map(|c| {
+            let mut row = vec![(c.name.clone(), false)];
+            for m in &cols {
+                row.push(match c.vs_reference.as_ref().and_then(|d| d.get(m.key)) {
+                    Some(d) => (
+                        format!(
+                            "{} [{}, {}]",
+                            signed(m.fmt, d.estimate),
+                            signed(m.fmt, d.lo),
+                            signed(m.fmt, d.hi)
+                        ),
+                        d.interval().excludes_zero(),
+                    ),
+                    None => ("n/a (other test images)".into(), false),
+                });
+            }
+            row
+        })
+        .collect();
+    Some(Display { headers, rows })
+}
+
+/// A difference with its sign: "+3.2", "−0.041".
+pub(super) fn signed(fmt: Fmt, v: f64) -> String {
+    let s = fmt.show(v.abs());
+    if fmt.show(v) == fmt.show(0.0) || s.chars().all(|c| c == '0' || c == '.') {
+        s
+    } else if v > 0.0 {
+        format!("+{s}")
+    } else {
+        format!("−{s}")
+    }
 }
 
 /// Parameter names across cells in first-seen order (axis order when every cell lists them
@@ -132,17 +257,6 @@ pub(super) fn best_flags(cells: &[CellResult], col: &MetricCol) -> Vec<bool> {
     best_of(cells.iter().map(|c| Some((col.get)(c))).collect(), col.fmt)
 }
 
-/// As [`best_flags`] for the best test accuracy during training (absent without history).
-pub(super) fn best_acc_flags(cells: &[CellResult]) -> Vec<bool> {
-    best_of(
-        cells
-            .iter()
-            .map(|c| best_epoch(&c.history).map(|(_, a)| a))
-            .collect(),
-        Fmt::Percent,
-    )
-}
-
 fn best_of(values: Vec<Option<f64>>, fmt: Fmt) -> Vec<bool> {
     let max = values
         .iter()
@@ -159,17 +273,29 @@ fn best_of(values: Vec<Option<f64>>, fmt: Fmt) -> Vec<bool> {
         .collect()
 }
 
-/// One row per cell: `cell`, the varying params (strings, null where a cell lacks one; a
-/// param whose name clashes with a metric column is prefixed `param_`), `n`, the metrics as
-/// fractions, `best_epoch` and `best_test_acc` (null without history).
+/// One row per report row: `cell`, the varying params (strings, null where a row lacks one;
+/// a param whose name clashes with a metric column is prefixed `param_`), `replicates`, `n`,
+/// each metric as a fraction with its 95% interval (`_lo`, `_hi`), its standard deviation over
+/// replicates (`_sd`, null for one) and its paired difference from the reference row
+/// (`_diff`, `_diff_lo`, `_diff_hi`, null for the reference), then `selected_on`,
+/// `selected_epoch`, and `best_epoch` / `best_held_out_acc` from the history.
 pub fn summary_frame(cells: &[CellResult]) -> Result<DataFrame> {
     let mut columns = vec![Column::new(
         "cell".into(),
         cells.iter().map(|c| c.name.clone()).collect::<Vec<_>>(),
     )];
     let reserved = |k: &str| {
-        ["cell", "n", "best_epoch", "best_test_acc"].contains(&k)
-            || METRICS.iter().any(|m| m.key == k)
+        [
+            "cell",
+            "n",
+            "replicates",
+            "best_epoch",
+            "best_held_out_acc",
+            "selected_on",
+            "selected_epoch",
+        ]
+        .contains(&k)
+            || METRICS.iter().any(|m| k.starts_with(m.key))
     };
     for key in param_keys(cells) {
         let name = if reserved(&key) {
@@ -184,15 +310,54 @@ pub fn summary_frame(cells: &[CellResult]) -> Result<DataFrame> {
         columns.push(Column::new(name.as_str().into(), values));
     }
     columns.push(Column::new(
+        "replicates".into(),
+        cells
+            .iter()
+            .map(|c| c.replicates as u64)
+            .collect::<Vec<_>>(),
+    ));
+    columns.push(Column::new(
         "n".into(),
         cells.iter().map(|c| c.metrics.n as u64).collect::<Vec<_>>(),
     ));
     for m in &METRICS {
+        let ci = |c: &CellResult| c.ci.get(m.key).copied();
+        let diff = |c: &CellResult| c.vs_reference.as_ref().and_then(|d| d.get(m.key).copied());
         columns.push(Column::new(
             m.key.into(),
             cells.iter().map(m.get).collect::<Vec<f64>>(),
         ));
+        let opt = |suffix: &str, f: &dyn Fn(&CellResult) -> Option<f64>| {
+            Column::new(
+                format!("{}_{suffix}", m.key).as_str().into(),
+                cells.iter().map(f).collect::<Vec<Option<f64>>>(),
+            )
+        };
+        columns.push(opt("lo", &|c| ci(c).map(|i| i.lo)));
+        columns.push(opt("hi", &|c| ci(c).map(|i| i.hi)));
+        columns.push(opt("sd", &|c| {
+            (c.replicates > 1)
+                .then(|| c.spread.get(m.key).copied())
+                .flatten()
+        }));
+        columns.push(opt("diff", &|c| diff(c).map(|d| d.estimate)));
+        columns.push(opt("diff_lo", &|c| diff(c).map(|d| d.lo)));
+        columns.push(opt("diff_hi", &|c| diff(c).map(|d| d.hi)));
     }
+    columns.push(Column::new(
+        "selected_on".into(),
+        cells
+            .iter()
+            .map(|c| c.selected_on.clone())
+            .collect::<Vec<_>>(),
+    ));
+    columns.push(Column::new(
+        "selected_epoch".into(),
+        cells
+            .iter()
+            .map(|c| c.selected_epoch.map(|e| e as u64))
+            .collect::<Vec<_>>(),
+    ));
     let best: Vec<_> = cells.iter().map(|c| best_epoch(&c.history)).collect();
     columns.push(Column::new(
         "best_epoch".into(),
@@ -201,7 +366,7 @@ pub fn summary_frame(cells: &[CellResult]) -> Result<DataFrame> {
             .collect::<Vec<_>>(),
     ));
     columns.push(Column::new(
-        "best_test_acc".into(),
+        "best_held_out_acc".into(),
         best.iter().map(|b| b.map(|(_, a)| a)).collect::<Vec<_>>(),
     ));
     DataFrame::new(cells.len(), columns).context("building the summary table")
@@ -237,9 +402,8 @@ pub(super) fn display(cells: &[CellResult]) -> Display {
     headers.extend(keys.iter().cloned());
     headers.push("n".into());
     headers.extend(METRICS.iter().map(|m| m.long.to_string()));
-    headers.push("best test acc. % (epoch)".into());
+    headers.push("weights selected".into());
     let flags: Vec<Vec<bool>> = METRICS.iter().map(|m| best_flags(cells, m)).collect();
-    let acc_flags = best_acc_flags(cells);
     let rows = cells
         .iter()
         .enumerate()
@@ -249,14 +413,20 @@ pub(super) fn display(cells: &[CellResult]) -> Display {
                 keys.iter()
                     .map(|k| (param_value(c, k).unwrap_or("").to_string(), false)),
             );
-            row.push((c.metrics.n.to_string(), false));
+            let n = if c.replicates > 1 {
+                format!("{} × {} seeds", c.metrics.n, c.replicates)
+            } else {
+                c.metrics.n.to_string()
+            };
+            row.push((n, false));
             for (m, f) in METRICS.iter().zip(&flags) {
-                row.push((m.fmt.show((m.get)(c)), f[i]));
+                let mut text = format!("{}{}", shown(c, m), holds(c, m));
+                if let Some(ci) = interval(c, m) {
+                    text = format!("{text} {ci}");
+                }
+                row.push((text, f[i]));
             }
-            row.push(match best_epoch(&c.history) {
-                Some((e, a)) => (format!("{} ({e})", Fmt::Percent.show(a)), acc_flags[i]),
-                None => ("n/a".into(), false),
-            });
+            row.push((selection(c), false));
             row
         })
         .collect();
@@ -290,8 +460,39 @@ pub(super) fn markdown(title: &str, cells: &[CellResult]) -> String {
             .collect();
         out += &format!("| {} |\n", cells.join(" | "));
     }
-    out += "\nBold: the best value of each metric across cells. Percentages are of the test \
-            images; recall k = share of grade-k eyes graded k; referable = grade 2 or worse.\n";
+    out += "\nBold: the best value of each metric across cells. Brackets: 95% bootstrap \
+            interval over test patients (both eyes resampled together). ± : standard deviation \
+            over seeds. ↑/↓: the paired difference from the reference cell excludes zero. \
+            Percentages are of the test images; recall k = share of grade-k eyes graded k; \
+            referable = grade 2 or worse. Weights selected on TEST (the study's choice) make the \
+            test metrics optimistic.\n";
+    if let Some(d) = differences(cells) {
+        out += "\n## Paired differences from the reference cell\n\n";
+        out += &format!(
+            "| {} |\n|{}\n",
+            d.headers
+                .iter()
+                .map(|h| esc(h))
+                .collect::<Vec<_>>()
+                .join(" | "),
+            "---|".repeat(d.headers.len())
+        );
+        for row in &d.rows {
+            let cells: Vec<String> = row
+                .iter()
+                .map(|(s, holds)| {
+                    if *holds {
+                        format!("**{}**", esc(s))
+                    } else {
+                        esc(s)
+                    }
+                })
+                .collect();
+            out += &format!("| {} |\n", cells.join(" | "));
+        }
+        out += "\nEach difference is cell minus reference on the same test patients, with its \
+                paired-bootstrap 95% interval; bold: the interval excludes zero.\n";
+    }
     out
 }
 

@@ -1,6 +1,8 @@
 //! The summary table as printed in a terminal.
 
-use super::table::{best_acc_flags, best_epoch, best_flags, shorten, Fmt, METRICS};
+use super::table::{
+    best_flags, differences, holds, interval, selection, shorten, DIFF_KEYS, METRICS,
+};
 use super::CellResult;
 use anyhow::Result;
 
@@ -15,7 +17,6 @@ pub fn terminal_table(cells: &[CellResult]) -> Result<String> {
         return Ok("(no cells)\n".into());
     }
     let flags: Vec<Vec<bool>> = METRICS.iter().map(|m| best_flags(cells, m)).collect();
-    let acc_flags = best_acc_flags(cells);
     let mark = |s: String, best: bool| format!("{s}{}", if best { "*" } else { " " });
 
     // Columns after the name: (header, values), right-aligned.
@@ -31,25 +32,14 @@ pub fn terminal_table(cells: &[CellResult]) -> Result<String> {
         let vals = cells
             .iter()
             .zip(f)
-            .map(|(c, &b)| mark(m.fmt.show((m.get)(c)), b))
+            .map(|(c, &b)| mark(format!("{}{}", m.fmt.show((m.get)(c)), holds(c, m)), b))
             .collect();
         cols.push((format!("{} ", m.short), vals));
     }
-    let ep_w = cells
-        .iter()
-        .filter_map(|c| best_epoch(&c.history))
-        .map(|(e, _)| e.to_string().len())
-        .max()
-        .unwrap_or(1);
-    let best_vals = cells
-        .iter()
-        .zip(&acc_flags)
-        .map(|(c, &b)| match best_epoch(&c.history) {
-            Some((e, a)) => mark(format!("{:>5}@{e:<ep_w$}", Fmt::Percent.show(a)), b),
-            None => "- ".into(),
-        })
-        .collect();
-    cols.push(("best@ep ".into(), best_vals));
+    cols.push((
+        "selected ".into(),
+        cells.iter().map(|c| format!("{} ", selection(c))).collect(),
+    ));
 
     let widths: Vec<usize> = cols
         .iter()
@@ -110,13 +100,82 @@ pub fn terminal_table(cells: &[CellResult]) -> Result<String> {
     if same_n {
         out += &format!("n = {} test images. ", cells[0].metrics.n);
     }
-    out += "acc, bal(anced acc), r0-r4 (recall per grade), sens/spec (referable DR,\n\
-            grade >= 2) in %; mF1 = macro F1, QWK = quadratic weighted kappa, AUC = referable ROC AUC;\n\
-            best@ep = highest test accuracy during training @ its epoch";
+    out += "acc, bal(anced acc), r0-r4 (recall per grade), r1-4 (their mean over\n\
+            grades 1-4), sens/spec (referable DR, grade >= 2) in %; mF1 = macro F1, QWK =\n\
+            quadratic weighted kappa, AUC = referable ROC AUC; selected = epoch whose weights\n\
+            were tested (TEST: selected on the test split, optimistic)";
     out += if cells.len() > 1 {
-        "; * = best across cells.\n"
+        "; * = best across cells; ↑/↓ = paired\ndifference from the reference excludes zero.\n"
     } else {
         ".\n"
     };
+
+    // Intervals of the headline metrics, one line per row.
+    out += "\n95% intervals (bootstrap over test patients)";
+    out += if cells.iter().any(|c| c.replicates > 1) {
+        "; mean ± sd over seeds:\n"
+    } else {
+        ":\n"
+    };
+    let label_w = labels.iter().map(|l| l.chars().count()).max().unwrap_or(1);
+    for (label, c) in labels.iter().zip(cells) {
+        // Two lines a row, three metrics each, to stay within the width.
+        for (half, keys) in DIFF_KEYS.chunks(3).enumerate() {
+            let lead = if half == 0 { label.as_str() } else { "" };
+            let mut line = format!("{lead:<label_w$} ");
+            for &key in keys {
+                let m = METRICS.iter().find(|m| m.key == key).expect("a metric");
+                let sd = match c.spread.get(key) {
+                    Some(sd) if c.replicates > 1 => format!("±{}", m.fmt.show(*sd)),
+                    _ => String::new(),
+                };
+                line += &format!(
+                    " {} {}{sd} {}",
+                    m.short,
+                    m.fmt.show((m.get)(c)),
+                    interval(c, m).unwrap_or_default()
+                );
+            }
+            out += line.trim_end();
+            out.push('\n');
+        }
+    }
+    if let Some(d) = differences(cells) {
+        out += &format!(
+            "\nPaired differences, {} (95% interval; * = excludes zero):\n",
+            d.headers[0]
+        );
+        let widths: Vec<usize> = (0..d.headers.len())
+            .map(|k| {
+                d.rows
+                    .iter()
+                    .map(|r| r[k].0.chars().count() + 1)
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        for row in &d.rows {
+            let name = labels[cells.iter().position(|c| c.name == row[0].0).unwrap_or(0)].clone();
+            let parts: Vec<String> = row
+                .iter()
+                .enumerate()
+                .skip(1)
+                .map(|(k, (text, holds))| {
+                    let m = METRICS
+                        .iter()
+                        .find(|m| m.key == DIFF_KEYS[k - 1])
+                        .expect("a metric");
+                    let cell = format!("{text}{}", if *holds { "*" } else { " " });
+                    format!(" {}: {cell:<w$}", m.short, w = widths[k])
+                })
+                .collect();
+            for (half, chunk) in parts.chunks(3).enumerate() {
+                let lead = if half == 0 { name.as_str() } else { "" };
+                let line = format!("{lead:<label_w$} {}", chunk.concat());
+                out += line.trim_end();
+                out.push('\n');
+            }
+        }
+    }
     Ok(out)
 }

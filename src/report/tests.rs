@@ -34,7 +34,7 @@ fn summary_frame_values_equal_the_input_metrics() {
     let names: Vec<&str> = df.get_column_names().iter().map(|s| s.as_str()).collect();
     assert_eq!(
         &names[..5],
-        ["cell", "model", "pretrained", "class_weights", "n"]
+        ["cell", "model", "pretrained", "class_weights", "replicates"]
     );
     for (i, c) in cells.iter().enumerate() {
         let s = |col: &str| {
@@ -65,9 +65,9 @@ fn summary_frame_values_equal_the_input_metrics() {
         let best = c
             .history
             .iter()
-            .max_by(|a, b| a.test_acc.total_cmp(&b.test_acc))
+            .max_by(|a, b| a.val_acc.total_cmp(&b.val_acc))
             .unwrap();
-        assert_eq!(f("best_test_acc"), best.test_acc);
+        assert_eq!(f("best_held_out_acc"), best.val_acc);
         let be = df
             .column("best_epoch")
             .unwrap()
@@ -90,7 +90,11 @@ fn summary_frame_handles_missing_and_clashing_params_and_no_history() {
     assert_eq!(clash.get(1), None);
     assert_eq!(df.column("best_epoch").unwrap().u64().unwrap().get(1), None);
     assert_eq!(
-        df.column("best_test_acc").unwrap().f64().unwrap().get(1),
+        df.column("best_held_out_acc")
+            .unwrap()
+            .f64()
+            .unwrap()
+            .get(1),
         None
     );
     assert_eq!(summary_frame(&[]).unwrap().height(), 0);
@@ -100,9 +104,15 @@ fn summary_frame_handles_missing_and_clashing_params_and_no_history() {
 fn best_epoch_takes_the_first_maximum() {
     let mut h = cell("a", "m", &[], [0.5; 5], 4, 3).history;
     for (r, acc) in h.iter_mut().zip([0.70, 0.80, 0.80, f64::NAN]) {
-        r.test_acc = acc;
+        r.val_acc = acc;
     }
     assert_eq!(table::best_epoch(&h), Some((2, 0.80)));
+    // Without a validation split the held-out curve is the test split's (best_test).
+    for (r, acc) in h.iter_mut().zip([0.75, 0.70, 0.76, 0.6]) {
+        r.val_acc = f64::NAN;
+        r.test_acc = acc;
+    }
+    assert_eq!(table::best_epoch(&h), Some((3, 0.76)));
     assert_eq!(table::best_epoch(&[]), None);
 }
 
@@ -130,11 +140,10 @@ fn terminal_table_fits_100_columns_and_marks_the_best() {
 
     let cells = two_cells();
     let text = terminal_table(&cells).unwrap();
+    // The table's rows follow its header line, named or numbered.
     let row = |name: &str| {
-        text.lines()
-            .find(|l| l.starts_with(name))
-            .unwrap()
-            .to_string()
+        let i = cells.iter().position(|c| c.name == name).unwrap();
+        text.lines().nth(1 + i).unwrap().to_string()
     };
     let acc = |c: &CellResult| format!("{:.1}", c.metrics.accuracy * 100.0);
     assert!(cells[0].metrics.accuracy > cells[1].metrics.accuracy);
@@ -151,8 +160,8 @@ fn terminal_table_fits_100_columns_and_marks_the_best() {
 fn markdown_bolds_the_best_value_per_metric() {
     let cells = two_cells();
     let md = table::markdown("t", &cells);
-    let acc0 = format!("**{:.1}**", cells[0].metrics.accuracy * 100.0);
-    let acc1 = format!("**{:.1}**", cells[1].metrics.accuracy * 100.0);
+    let acc0 = format!("**{:.1} [", cells[0].metrics.accuracy * 100.0);
+    let acc1 = format!("**{:.1} [", cells[1].metrics.accuracy * 100.0);
     let plain = md.lines().find(|l| l.starts_with("| plain")).unwrap();
     let weighted = md.lines().find(|l| l.starts_with("| weighted")).unwrap();
     assert!(plain.contains(&acc0));
@@ -160,7 +169,7 @@ fn markdown_bolds_the_best_value_per_metric() {
     // Every row has as many cells as the header.
     let bars = |l: &str| l.matches(" | ").count();
     assert_eq!(bars(plain), bars(md.lines().nth(2).unwrap()));
-    assert_eq!(METRICS.len(), 12);
+    assert_eq!(METRICS.len(), 13);
 }
 
 #[test]
@@ -297,7 +306,7 @@ fn write_report_writes_every_listed_file_and_links_only_existing_ones() {
         .lines()
         .next()
         .unwrap()
-        .starts_with("cell,weights,n,accuracy,"));
+        .starts_with("cell,weights,replicates,n,accuracy,accuracy_lo,accuracy_hi,"));
 }
 
 #[test]

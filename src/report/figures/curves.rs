@@ -1,30 +1,36 @@
 //! Per-epoch curves: the study's accuracy comparison (one figure per model) and the losses.
 
 use super::{color, font, legend, legend_width, title, Draw, OrDrawErr, Swatch, MUTED, TEXT};
-use crate::report::table::{best_epoch, Fmt};
+use crate::report::table::{best_epoch, held_out_acc, held_out_split, Fmt};
 use crate::report::CellResult;
 use crate::train::EpochRecord;
 use anyhow::Result;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-pub(super) const LOSS_CAPTION: &str = "Cross-entropy loss per epoch, solid = test, dashed = \
-    train. A test loss that rises while the train loss keeps falling is overfitting.";
+pub(super) const LOSS_CAPTION: &str = "Cross-entropy loss per epoch, solid = held out \
+    (validation, or test where the cell selected on test), dashed = train. A held-out loss that \
+    rises while the train loss keeps falling is overfitting. Shaded: ± one standard deviation \
+    over seeds.";
 
 pub(super) fn accuracy_caption(model: &str) -> String {
     format!(
-        "{model}: train (dashed) and test (solid) accuracy per epoch, one colour per cell; the \
-         ring marks each cell's best test epoch. Accuracy alone flatters a model on this \
-         imbalanced data: compare the per-class recall below."
+        "{model}: train (dashed) and held-out (solid: validation, or test where the cell \
+         selected on test) accuracy per epoch, one colour per cell, shaded ± one standard \
+         deviation over seeds; the ring marks each cell's best held-out epoch. Accuracy alone \
+         flatters a model on this imbalanced data: compare the per-class recall below."
     )
 }
 
 struct Curve {
     label: String,
     color: RGBColor,
+    /// Held out: validation, or test for a cell without a validation split.
     test: Vec<(f64, f64)>,
     train: Vec<(f64, f64)>,
     best: Option<(f64, f64)>,
+    /// Mean ± sd of the held-out curve over replicates: (epoch, lo, hi); empty for one seed.
+    band: Vec<(f64, f64, f64)>,
 }
 
 pub(super) struct CurveFigure {
@@ -50,9 +56,15 @@ pub(super) fn accuracy(cells: &[CellResult], model: &str) -> Option<CurveFigure>
         .filter(|(_, c)| c.model == model && !c.history.is_empty())
         .map(|(i, c)| {
             let best = best_epoch(&c.history);
+            let split = held_out_split(&c.history).unwrap_or("test");
+            let seeds = if c.replicates > 1 {
+                format!(" (mean of {} seeds)", c.replicates)
+            } else {
+                String::new()
+            };
             let label = match best {
                 Some((e, a)) => format!(
-                    "{}\nbest test {}% at epoch {e}",
+                    "{}{seeds}\nbest {split} {}% at epoch {e}",
                     c.name,
                     Fmt::Percent.show(a)
                 ),
@@ -61,17 +73,23 @@ pub(super) fn accuracy(cells: &[CellResult], model: &str) -> Option<CurveFigure>
             Curve {
                 label,
                 color: color(i),
-                test: points(&c.history, |r| pct(r.test_acc)),
+                test: points(&c.history, |r| pct(held_out_acc(r))),
                 train: points(&c.history, |r| pct(r.train_acc)),
                 best: best.map(|(e, a)| (e as f64, pct(a))),
+                band: band(c, |r| pct(held_out_acc(r))),
             }
         })
         .collect();
     let baseline = majority_baseline(cells.iter().filter(|c| c.model == model));
     let all = curves
         .iter()
-        .flat_map(|c| c.test.iter().chain(&c.train))
-        .map(|p| p.1)
+        .flat_map(|c| {
+            c.test
+                .iter()
+                .chain(&c.train)
+                .map(|p| p.1)
+                .chain(c.band.iter().flat_map(|b| [b.1, b.2]))
+        })
         .chain(baseline);
     let (lo, hi) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
         (l.min(v), h.max(v))
@@ -89,7 +107,7 @@ pub(super) fn accuracy(cells: &[CellResult], model: &str) -> Option<CurveFigure>
         |c| c.model == model,
         curves,
         format!("{model}: accuracy per epoch"),
-        "solid = test, dashed = train, ring = best test epoch".into(),
+        "solid = held out (validation), dashed = train, ring = best held-out epoch".into(),
         "accuracy (%)",
         y_range,
     )?;
@@ -118,15 +136,21 @@ pub(super) fn loss(cells: &[CellResult]) -> Option<CurveFigure> {
         .map(|(i, c)| Curve {
             label: c.name.clone(),
             color: color(i),
-            test: points(&c.history, |r| r.test_loss),
+            test: points(&c.history, held_out_loss),
             train: points(&c.history, |r| r.train_loss),
             best: None,
+            band: band(c, held_out_loss),
         })
         .collect();
     let hi = curves
         .iter()
-        .flat_map(|c| c.test.iter().chain(&c.train))
-        .map(|p| p.1)
+        .flat_map(|c| {
+            c.test
+                .iter()
+                .chain(&c.train)
+                .map(|p| p.1)
+                .chain(c.band.iter().map(|b| b.2))
+        })
         .fold(0.0, f64::max);
     let hi = if hi > 0.0 { hi * 1.08 } else { 1.0 };
     figure(
@@ -134,7 +158,7 @@ pub(super) fn loss(cells: &[CellResult]) -> Option<CurveFigure> {
         |_| true,
         curves,
         "Loss per epoch".into(),
-        "solid = test, dashed = train".into(),
+        "solid = held out (validation), dashed = train".into(),
         "cross-entropy loss",
         (0.0, hi),
     )
@@ -179,6 +203,28 @@ fn figure(
         boundaries,
         baseline: None,
     })
+}
+
+fn held_out_loss(r: &EpochRecord) -> f64 {
+    if r.val_loss.is_finite() {
+        r.val_loss
+    } else {
+        r.test_loss
+    }
+}
+
+/// The mean ± one standard deviation of `value` per epoch, for a row of several seeds.
+fn band(c: &CellResult, value: impl Fn(&EpochRecord) -> f64) -> Vec<(f64, f64, f64)> {
+    if c.replicates < 2 {
+        return Vec::new();
+    }
+    c.history
+        .iter()
+        .zip(&c.history_sd)
+        .map(|(m, sd)| (m.epoch as f64, value(m), value(sd)))
+        .filter(|(_, v, d)| v.is_finite() && d.is_finite())
+        .map(|(e, v, d)| (e, v - d, v + d))
+        .collect()
 }
 
 /// `(epoch, value)` for every record whose value is finite (a diverged epoch leaves a gap
@@ -272,6 +318,19 @@ impl Draw for CurveFigure {
 
         let markers = self.x_max <= 12;
         for c in &self.curves {
+            if c.band.len() > 1 {
+                let outline: Vec<(f64, f64)> = c
+                    .band
+                    .iter()
+                    .map(|b| (b.0, b.2))
+                    .chain(c.band.iter().rev().map(|b| (b.0, b.1)))
+                    .collect();
+                chart
+                    .draw_series([Polygon::new(outline, c.color.mix(0.18).filled())])
+                    .de()?;
+            }
+        }
+        for c in &self.curves {
             chart
                 .draw_series(DashedLineSeries::new(
                     c.train.iter().copied(),
@@ -307,7 +366,7 @@ impl Draw for CurveFigure {
         }
 
         let mut entries = vec![
-            ("test".to_string(), TEXT, Swatch::Line),
+            ("held out (val)".to_string(), TEXT, Swatch::Line),
             ("train".to_string(), TEXT, Swatch::Dashed),
         ];
         if let Some(b) = self.baseline {
