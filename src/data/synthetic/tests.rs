@@ -224,14 +224,23 @@ fn render_fundus_is_deterministic_and_sized() {
     assert_eq!(sheet.dimensions(), (5 * 32 + 24, 2 * 32 + 12));
 }
 
-/// Regenerates the committed contact sheet:
+/// Regenerates the committed contact sheets (192 px for the README, 512 px to look at the
+/// lesions, 64 px as the quickstart's model sees them):
 /// `cargo test --lib synthetic::tests::write_contact_sheet -- --ignored`.
 #[test]
 #[ignore]
 fn write_contact_sheet() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/synthetic-contact-sheet.png");
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    contact_sheet(192, 2015).save(&path).unwrap();
+    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    contact_sheet(192, 2015)
+        .save(docs.join("synthetic-contact-sheet.png"))
+        .unwrap();
+    contact_sheet(512, 2015)
+        .save(docs.join("synthetic-contact-sheet-512.jpg"))
+        .unwrap();
+    contact_sheet(64, 2015)
+        .save(docs.join("synthetic-contact-sheet-64.png"))
+        .unwrap();
 }
 
 #[test]
