@@ -195,6 +195,21 @@ fn check_cell(
         ))
         .help("the first freeze_epochs epochs train only fc: set freeze_epochs <= epochs (0 fine-tunes from the start)"));
     }
+    let optimizer = cell
+        .params
+        .get("optimizer")
+        .and_then(|v| v.as_str())
+        .unwrap_or("sgd");
+    if cell.params.get("nesterov") == Some(&Json::Bool(true)) && optimizer != "sgd" {
+        return Err(SpecError::at(
+            &at("nesterov"),
+            format!(
+                "cell `{}`: nesterov is SGD's, and optimizer = \"{optimizer}\"",
+                cell.name
+            ),
+        )
+        .help("set nesterov = false, or optimizer = \"sgd\""));
+    }
     if cell.params.get("nesterov") == Some(&Json::Bool(true)) && num("momentum") == 0.0 {
         return Err(SpecError::at(
             &at("nesterov"),

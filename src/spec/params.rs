@@ -39,6 +39,7 @@ pub struct ParamDef {
 }
 
 pub const MODELS: &[&str] = &["resnet18", "resnet50"];
+pub const OPTIMIZERS: &[&str] = &["sgd", "adam", "adamw"];
 pub const CHECKPOINTS: &[&str] = &["best", "best_test", "last"];
 pub const SELECTION_METRICS: &[&str] = &["val_qwk", "val_acc", "val_loss"];
 /// Seeds of replicate `r` of a cell with seed `s` are `s + REPLICATE_SEED_STEP * r`: apart
@@ -56,10 +57,11 @@ pub const PARAMS: &[ParamDef] = &[
     ParamDef { name: "batch_size", kind: Kind::Int { min: 1 }, default: "64", help: "images per training step" },
     ParamDef { name: "epochs", kind: Kind::Int { min: 1 }, default: "25", help: "total epochs (feature extraction + fine-tuning)" },
     ParamDef { name: "freeze_epochs", kind: Kind::Int { min: 0 }, default: "5", help: "first epochs in which only fc trains" },
-    ParamDef { name: "lr", kind: Kind::Float { min: 0.0, max: 10.0 }, default: "0.001", help: "SGD learning rate" },
-    ParamDef { name: "momentum", kind: Kind::Float { min: 0.0, max: 0.999_999 }, default: "0.9", help: "SGD momentum" },
-    ParamDef { name: "weight_decay", kind: Kind::Float { min: 0.0, max: 1.0 }, default: "0.0005", help: "SGD weight decay" },
-    ParamDef { name: "nesterov", kind: Kind::Bool, default: "false", help: "Nesterov momentum" },
+    ParamDef { name: "optimizer", kind: Kind::Choice(OPTIMIZERS), default: "\"sgd\"", help: "sgd (the study's), adam or adamw, with PyTorch's update rules and default betas" },
+    ParamDef { name: "lr", kind: Kind::Float { min: 0.0, max: 10.0 }, default: "0.001", help: "learning rate" },
+    ParamDef { name: "momentum", kind: Kind::Float { min: 0.0, max: 0.999_999 }, default: "0.9", help: "SGD momentum (Adam's betas are PyTorch's 0.9, 0.999)" },
+    ParamDef { name: "weight_decay", kind: Kind::Float { min: 0.0, max: 1.0 }, default: "0.0005", help: "weight decay (L2 in the gradient for sgd and adam, decoupled for adamw)" },
+    ParamDef { name: "nesterov", kind: Kind::Bool, default: "false", help: "Nesterov momentum (sgd only)" },
     ParamDef { name: "lr_schedule", kind: Kind::Choice(&["constant", "cosine", "step"]), default: "\"constant\"", help: "learning-rate schedule" },
     ParamDef { name: "warmup_epochs", kind: Kind::Int { min: 0 }, default: "0", help: "linear warm-up epochs" },
     ParamDef { name: "step_epochs", kind: Kind::Int { min: 1 }, default: "10", help: "step schedule: epochs between decays" },

@@ -184,6 +184,7 @@ impl Stage for TrainStage {
             epochs: ctx.param("epochs")?,
             freeze_epochs: ctx.param("freeze_epochs")?,
             batch_size: ctx.param("batch_size")?,
+            optimizer: parse(&ctx.param::<String>("optimizer")?)?,
             lr: ctx.param("lr")?,
             momentum: ctx.param("momentum")?,
             weight_decay: ctx.param("weight_decay")?,

@@ -1,5 +1,6 @@
 //! Training checkpoints: one safetensors file holding the model (`model/<name>`, running
-//! statistics included), the optimiser's momentum buffers (`sgd/<name>`) and the loop state as
+//! statistics included), the optimiser's state (`optim/<key>`: SGD's momentum buffers by
+//! parameter name, Adam's `<name>/exp_avg`, `<name>/exp_avg_sq`, `<name>/step`) and the loop state as
 //! JSON metadata. One file, written atomically, so a checkpoint is always complete: either the
 //! previous epoch's or this one's.
 
@@ -16,7 +17,7 @@ use std::path::{Path, PathBuf};
 pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
 const STATE_KEY: &str = "drpipe_train_state";
 const MODEL_PREFIX: &str = "model/";
-const SGD_PREFIX: &str = "sgd/";
+const OPTIM_PREFIX: &str = "optim/";
 
 /// Everything besides tensors that a resumed run needs to continue exactly.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -38,7 +39,7 @@ pub struct LoopState {
 pub struct Checkpoint {
     pub state: LoopState,
     pub model: HashMap<String, Tensor>,
-    pub momentum: BTreeMap<String, Tensor>,
+    pub optimizer: BTreeMap<String, Tensor>,
 }
 
 pub fn path_in(work_dir: &Path) -> PathBuf {
@@ -48,7 +49,7 @@ pub fn path_in(work_dir: &Path) -> PathBuf {
 pub fn save(
     work_dir: &Path,
     varmap: &VarMap,
-    momentum: &BTreeMap<String, Tensor>,
+    optimizer: &BTreeMap<String, Tensor>,
     state: &LoopState,
 ) -> Result<()> {
     let mut tensors = Vec::new();
@@ -58,8 +59,11 @@ pub fn save(
             HostTensor::from_tensor(var.as_tensor())?,
         ));
     }
-    for (name, buf) in momentum {
-        tensors.push((format!("{SGD_PREFIX}{name}"), HostTensor::from_tensor(buf)?));
+    for (name, buf) in optimizer {
+        tensors.push((
+            format!("{OPTIM_PREFIX}{name}"),
+            HostTensor::from_tensor(buf)?,
+        ));
     }
     let meta = HashMap::from([(STATE_KEY.to_string(), serde_json::to_string(state)?)]);
     write_safetensors(&path_in(work_dir), &tensors, Some(meta))
@@ -83,17 +87,17 @@ pub fn load(work_dir: &Path) -> Result<Option<Checkpoint>> {
     let state: LoopState = serde_json::from_str(json)
         .with_context(|| format!("checkpoint {} has unreadable state ({fix})", path.display()))?;
     let mut model = HashMap::new();
-    let mut momentum = BTreeMap::new();
+    let mut optimizer = BTreeMap::new();
     for (name, t) in read_tensors(&path)? {
         if let Some(n) = name.strip_prefix(MODEL_PREFIX) {
             model.insert(n.to_string(), t);
-        } else if let Some(n) = name.strip_prefix(SGD_PREFIX) {
-            momentum.insert(n.to_string(), t);
+        } else if let Some(n) = name.strip_prefix(OPTIM_PREFIX) {
+            optimizer.insert(n.to_string(), t);
         }
     }
     Ok(Some(Checkpoint {
         state,
         model,
-        momentum,
+        optimizer,
     }))
 }

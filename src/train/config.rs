@@ -1,6 +1,7 @@
 //! What a training run is asked to do: the study's recipe and its variations, checked before
 //! anything runs.
 
+use super::optimizer::OptimizerKind;
 use super::schedule::Schedule;
 use crate::data::NUM_CLASSES;
 use crate::model::{Arch, Pretrained};
@@ -93,6 +94,7 @@ pub struct TrainConfig {
     /// Leading epochs in which only `fc` trains.
     pub freeze_epochs: usize,
     pub batch_size: usize,
+    pub optimizer: OptimizerKind,
     pub lr: f64,
     pub momentum: f64,
     pub weight_decay: f64,
@@ -119,6 +121,7 @@ impl TrainConfig {
             epochs: 25,
             freeze_epochs: 5,
             batch_size: if arch == Arch::ResNet18 { 64 } else { 16 },
+            optimizer: OptimizerKind::Sgd,
             lr: 1e-3,
             momentum: 0.9,
             weight_decay: 5e-4,
@@ -155,6 +158,12 @@ impl TrainConfig {
         }
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
             bail!("weight_decay must be >= 0, got {}", self.weight_decay);
+        }
+        if self.nesterov && self.optimizer != OptimizerKind::Sgd {
+            bail!(
+                "nesterov is SGD's: it has no meaning with {:?}",
+                self.optimizer
+            );
         }
         if self.nesterov && self.momentum == 0.0 {
             bail!("nesterov momentum requires momentum > 0 (as in PyTorch)");

@@ -1,14 +1,17 @@
 //! Training: optimiser, schedules, loss, checkpoints and the epoch loop.
 
+pub mod adam;
 pub mod checkpoint;
 pub mod config;
 pub mod history;
 pub mod loss;
+pub mod optimizer;
 pub mod schedule;
 pub mod sgd;
 pub mod trainer;
 
 pub use config::{Checkpoint, SelectionMetric, TrainConfig};
 pub use history::EpochRecord;
+pub use optimizer::OptimizerKind;
 pub use schedule::Schedule;
 pub use trainer::{train, BatchSource, TrainOutcome};

@@ -4,8 +4,8 @@
 use super::checkpoint::{self, LoopState};
 use super::config::{Checkpoint, TrainConfig};
 use super::loss::{correct, cross_entropy};
+use super::optimizer::Optimizer;
 use super::schedule::lr_at;
-use super::sgd::{Sgd, SgdConfig};
 use super::{history, EpochRecord};
 use crate::data::{Batch, NUM_CLASSES};
 use crate::model::weights_io::assign;
@@ -134,16 +134,7 @@ pub fn train(
         VarBuilder::from_varmap(&varmap, DType::F32, &device),
     )?;
     init_weights(&varmap, cfg.arch, cfg.seed)?;
-    let mut opt = Sgd::new(
-        trainable_vars(&varmap, false),
-        SgdConfig {
-            lr: cfg.lr,
-            momentum: cfg.momentum,
-            dampening: 0.0,
-            weight_decay: cfg.weight_decay,
-            nesterov: cfg.nesterov,
-        },
-    );
+    let mut opt = Optimizer::new(trainable_vars(&varmap, false), cfg);
     let ckpt_path = checkpoint::path_in(work_dir);
     let history_path = out_dir.join("history.csv");
     let mut state = match checkpoint::load(work_dir)? {
@@ -156,7 +147,7 @@ pub fn train(
                 );
             }
             assign(&varmap, &ck.model, |_| false, &ckpt_path)?;
-            opt.load_state(ck.momentum)?;
+            opt.load_state(ck.optimizer)?;
             // history.csv may hold rows of an epoch that finished after the checkpoint was
             // written; rewrite it from the checkpoint so both agree.
             if history_path.exists() {
@@ -314,7 +305,7 @@ pub fn train(
         }
         state.history.push(record);
         state.epochs_done = epoch + 1;
-        checkpoint::save(work_dir, &varmap, opt.state(), &state)?;
+        checkpoint::save(work_dir, &varmap, &opt.state()?, &state)?;
     }
 
     let summary = serde_json::json!({

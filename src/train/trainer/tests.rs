@@ -158,7 +158,21 @@ fn freeze_epoch_changes_only_fc_and_running_stats() {
 
 #[test]
 fn nan_stops_and_resume_is_bit_identical_to_an_uninterrupted_run() {
-    let c = cfg(2, 1);
+    check_resume(cfg(2, 1));
+}
+
+/// Adam's moments and per-parameter step counts survive the checkpoint too, including a
+/// backbone that was frozen (no state) in the epoch before the kill.
+#[test]
+fn adam_resume_is_bit_identical_to_an_uninterrupted_run() {
+    check_resume(TrainConfig {
+        optimizer: crate::train::OptimizerKind::Adam,
+        lr: 1e-3,
+        ..cfg(2, 1)
+    });
+}
+
+fn check_resume(c: TrainConfig) {
     let full = tempfile::tempdir().unwrap();
     let a = train(
         &c,
