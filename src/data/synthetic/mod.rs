@@ -12,7 +12,7 @@
 //!
 //! The grade comes from the lesions alone: the camera and the patient draw from streams of
 //! their own, so no colour or brightness correlates with the grade except through the lesions
-//! (`learnability.rs` checks at 64 px that the lesions still reach the pixels).
+//! (`learnability.rs` checks at 64 px that the lesions of grades 2-4 still reach the pixels).
 
 mod anatomy;
 mod camera;
