@@ -16,9 +16,10 @@ impl Stage for ReportStage {
         "report"
     }
 
-    /// 2: replicate groups, intervals and paired differences.
+    /// 2: replicate groups, intervals and paired differences. 3: the accuracy figure's ring
+    /// marks the tested epoch.
     fn version(&self) -> u32 {
-        2
+        3
     }
 
     fn run(&self, ctx: &StageCtx) -> Result<String> {

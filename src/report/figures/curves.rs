@@ -17,7 +17,7 @@ pub(super) fn accuracy_caption(model: &str) -> String {
     format!(
         "{model}: train (dashed) and held-out (solid: validation, or test where the cell \
          selected on test) accuracy per epoch, one colour per cell, shaded ± one standard \
-         deviation over seeds; the ring marks each cell's best held-out epoch. Accuracy alone \
+         deviation over seeds; the ring marks the epoch whose weights each cell tested. Accuracy alone \
          flatters a model on this imbalanced data: compare the per-class recall below."
     )
 }
@@ -55,7 +55,13 @@ pub(super) fn accuracy(cells: &[CellResult], model: &str) -> Option<CurveFigure>
         .enumerate()
         .filter(|(_, c)| c.model == model && !c.history.is_empty())
         .map(|(i, c)| {
-            let best = best_epoch(&c.history);
+            // The ring marks the epoch whose weights were tested (selected by QWK, say), not
+            // the epoch of best held-out accuracy, which may be another one.
+            let tested = c.selected_epoch.and_then(|e| {
+                let r = c.history.iter().find(|r| r.epoch == e)?;
+                Some((e, held_out_acc(r)))
+            });
+            let best = tested.or_else(|| best_epoch(&c.history));
             let split = held_out_split(&c.history).unwrap_or("test");
             let seeds = if c.replicates > 1 {
                 format!(" (mean of {} seeds)", c.replicates)
@@ -64,8 +70,9 @@ pub(super) fn accuracy(cells: &[CellResult], model: &str) -> Option<CurveFigure>
             };
             let label = match best {
                 Some((e, a)) => format!(
-                    "{}{seeds}\nbest {split} {}% at epoch {e}",
+                    "{}{seeds}\n{} epoch {e}: {split} {}%",
                     c.name,
+                    if tested.is_some() { "tested" } else { "best" },
                     Fmt::Percent.show(a)
                 ),
                 None => c.name.clone(),
@@ -107,7 +114,8 @@ pub(super) fn accuracy(cells: &[CellResult], model: &str) -> Option<CurveFigure>
         |c| c.model == model,
         curves,
         format!("{model}: accuracy per epoch"),
-        "solid = held out (validation), dashed = train, ring = best held-out epoch".into(),
+        "solid = held out (validation), dashed = train, ring = the epoch whose weights were tested"
+            .into(),
         "accuracy (%)",
         y_range,
     )?;
