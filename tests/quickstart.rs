@@ -21,7 +21,7 @@ fn tiny_experiment(dir: &Path) -> PathBuf {
         .replace("size = 128", "size = 64")
         .replace("image_size = 64", "image_size = 32")
         .replace("batch_size = 16", "batch_size = 8")
-        .replace("epochs = 6", "epochs = 2");
+        .replace("epochs = 10", "epochs = 2");
     assert!(
         text.contains("images = 60") && text.contains("epochs = 2"),
         "quickstart.toml changed shape: update this test"
@@ -186,7 +186,7 @@ fn quickstart_end_to_end_then_cached_then_partial_rerun() {
     );
     let plan = plan_json(dir, &exp, &["lr=0.05"]);
     let train = plan.iter().find(|r| r["stage"] == "train").unwrap();
-    assert_eq!(train["reason"], "param lr changed: 0.01 -> 0.05");
+    assert_eq!(train["reason"], "param lr changed: 0.0003 -> 0.05");
     ok(drpipe(dir, &["run", exp_s, "--set", "title=Tiny", "-q"]));
     assert!(to_run(&plan_json(dir, &exp, &["title=Tiny"])).is_empty());
     let shown = ok(drpipe(dir, &["show", "quickstart"]));
