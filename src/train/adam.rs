@@ -18,6 +18,7 @@
 //! while Adam at 1e-3 learns (measured with torchvision on drpipe's synthetic set; see
 //! `bench/learn.py` and the quickstart's header).
 
+use super::inplace::{cpu_f32_like, f32_mut, CHUNK};
 use crate::model::cpu_data::f32_slice;
 use candle_core::backprop::GradStore;
 use candle_core::{CpuStorage, DType, InplaceOp2, InplaceOp3, Layout, Result, Tensor, Var};
@@ -69,17 +70,14 @@ impl Adam {
                 continue;
             };
             let p = var.as_tensor();
-            if !self.state.contains_key(name) {
-                self.state.insert(
-                    name.clone(),
-                    Moments {
-                        step: 0,
-                        exp_avg: p.zeros_like()?.detach(),
-                        exp_avg_sq: p.zeros_like()?.detach(),
-                    },
-                );
-            }
-            let s = self.state.get_mut(name).expect("inserted above");
+            let s = match self.state.entry(name.clone()) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(e) => e.insert(Moments {
+                    step: 0,
+                    exp_avg: p.zeros_like()?.detach(),
+                    exp_avg_sq: p.zeros_like()?.detach(),
+                }),
+            };
             s.step += 1;
             let k = Coefficients::new(c, s.step);
             if fused_applies(p, grad, s) {
@@ -204,23 +202,7 @@ impl Coefficients {
 }
 
 fn fused_applies(p: &Tensor, grad: &Tensor, s: &Moments) -> bool {
-    let cpu_f32 = |t: &Tensor| {
-        t.device().is_cpu()
-            && t.dtype() == DType::F32
-            && t.shape() == p.shape()
-            && t.is_contiguous()
-    };
-    cpu_f32(p) && cpu_f32(grad) && cpu_f32(&s.exp_avg) && cpu_f32(&s.exp_avg_sq)
-}
-
-/// Elements per parallel task of the in-place updates.
-const CHUNK: usize = 1 << 14;
-
-fn f32_mut<'a>(s: &'a mut CpuStorage, l: &Layout) -> Result<&'a mut [f32]> {
-    match (s, l.contiguous_offsets()) {
-        (CpuStorage::F32(v), Some((a, b))) => Ok(&mut v[a..b]),
-        _ => candle_core::bail!("adam: expected a contiguous f32 CPU tensor"),
-    }
+    cpu_f32_like(p, &[grad, &s.exp_avg, &s.exp_avg_sq])
 }
 
 /// `m = b1 m + (1 - b1) g` or `v = b2 v + (1 - b2) g^2`, in place; inputs `(grad, p)`, with
@@ -249,7 +231,7 @@ impl InplaceOp3 for MomentUpdate {
         // 1 - beta in f64 then rounded, as PyTorch passes it: 1 - 0.999f32 is off by 1.3e-5.
         let beta = if square { BETA2 } else { BETA1 };
         let (beta, rest) = (beta as f32, (1.0 - beta) as f32);
-        f32_mut(ms, ml)?
+        f32_mut(ms, ml, "adam")?
             .par_chunks_mut(CHUNK)
             .enumerate()
             .for_each(|(k, m)| {
@@ -291,7 +273,7 @@ impl InplaceOp2 for ParamUpdate<'_> {
         let v = f32_slice(vs, vl, "adam")?;
         let k = self.k;
         let (inv_bc2, eps) = ((1.0 / k.sqrt_bc2) as f32, EPS as f32);
-        f32_mut(ps, pl)?
+        f32_mut(ps, pl, "adam")?
             .par_chunks_mut(CHUNK)
             .enumerate()
             .for_each(|(c, p)| {

@@ -4,6 +4,7 @@ pub mod adam;
 pub mod checkpoint;
 pub mod config;
 pub mod history;
+mod inplace;
 pub mod loss;
 pub mod optimizer;
 pub mod schedule;

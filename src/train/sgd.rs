@@ -11,6 +11,7 @@
 //! Parameters without a gradient in a step are skipped entirely (as PyTorch skips
 //! `p.grad is None`): no decay, and no momentum buffer until their first gradient.
 
+use super::inplace::{cpu_f32_like, f32_mut, CHUNK};
 use crate::model::cpu_data::f32_slice;
 use candle_core::backprop::GradStore;
 use candle_core::{CpuStorage, DType, InplaceOp3, Layout, Result, Tensor, Var};
@@ -149,23 +150,7 @@ fn step_fused(
 
 /// Whether [`step_fused`] handles this parameter, gradient and momentum buffer.
 fn fused_applies(p: &Tensor, grad: &Tensor, buf: Option<&Tensor>) -> bool {
-    let cpu_f32 = |t: &Tensor| {
-        t.device().is_cpu()
-            && t.dtype() == DType::F32
-            && t.shape() == p.shape()
-            && t.is_contiguous()
-    };
-    cpu_f32(p) && cpu_f32(grad) && buf.is_none_or(cpu_f32)
-}
-
-/// Elements per parallel task of the in-place updates.
-const CHUNK: usize = 1 << 14;
-
-fn f32_mut<'a>(s: &'a mut CpuStorage, l: &Layout) -> Result<&'a mut [f32]> {
-    match (s, l.contiguous_offsets()) {
-        (CpuStorage::F32(v), Some((a, b))) => Ok(&mut v[a..b]),
-        _ => candle_core::bail!("sgd: expected a contiguous f32 CPU tensor"),
-    }
+    cpu_f32_like(p, &[grad]) && buf.is_none_or(|b| cpu_f32_like(p, &[b]))
 }
 
 /// `buf = m * buf + damp * (g + wd * p)`, in place on `buf`; inputs `(g, p)`.
@@ -191,7 +176,7 @@ impl InplaceOp3 for BufUpdate {
     ) -> Result<()> {
         let (g, p) = (f32_slice(gs, gl, "sgd")?, f32_slice(ps, pl, "sgd")?);
         let Self { m, damp, wd } = *self;
-        f32_mut(bs, bl)?
+        f32_mut(bs, bl, "sgd")?
             .par_chunks_mut(CHUNK)
             .enumerate()
             .for_each(|(k, b)| {
@@ -227,7 +212,7 @@ impl InplaceOp3 for ParamUpdate {
         let (g, buf) = (f32_slice(gs, gl, "sgd")?, f32_slice(bs, bl, "sgd")?);
         let c = self.c;
         let (lr, m, wd) = (c.lr as f32, c.momentum as f32, c.weight_decay as f32);
-        f32_mut(ps, pl)?
+        f32_mut(ps, pl, "sgd")?
             .par_chunks_mut(CHUNK)
             .enumerate()
             .for_each(|(k, p)| {
