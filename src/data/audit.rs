@@ -1,8 +1,11 @@
-//! The JPEG audit: every listed image is ok, repaired or dropped, with the reason written down.
+//! The image audit: every listed image is ok, repaired or dropped, with the reason written
+//! down. Formats are told by content (JPEG, PNG, TIFF; anything else is dropped).
 //!
-//! A file that does not end with the EOI marker `FF D9` is truncated (the study's download
-//! damage). Its repair is a copy under `out_dir/repaired/` with `FF D9` appended, and the copy
-//! must then decode fully; the user's files are only ever read. Verdicts are memoised in
+//! A JPEG that does not end with the EOI marker `FF D9` is truncated (the study's download
+//! damage), and so is a PNG without its `IEND` chunk. The repair is a copy under
+//! `out_dir/repaired/` with the marker appended, and the copy must then decode fully; a PNG
+//! cut inside its image data or failing a chunk CRC is dropped (see [`judge_png`]), as is a
+//! TIFF that does not decode. The user's files are only ever read. Verdicts are memoised in
 //! `memo_dir` by (content hash, min_size), so re-auditing a grown folder decodes only new files.
 
 use std::collections::HashMap;
@@ -15,13 +18,14 @@ use anyhow::{Context, Result};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::jpeg;
+use super::format::{self, Format};
 use super::split::csv_field;
+use judge::{judge, repaired_bytes, Verdict};
 use super::Sample;
 use crate::Progress;
 
 /// Bump when the rules change so old memo entries are not trusted.
-const MEMO_VERSION: &str = "audit-v1";
+const MEMO_VERSION: &str = "audit-v2";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -105,6 +109,28 @@ impl AuditReport {
         s
     }
 
+    /// Rows the layout left out before any file was read (`dataset.exclude_labels`): listed
+    /// as dropped, so that `audit.csv` accounts for every row of the user's label files.
+    /// Rewrites `out_dir/audit.csv`.
+    pub fn add_excluded(&mut self, excluded: &[Sample], out_dir: &Path) -> Result<()> {
+        for s in excluded {
+            self.records.push(AuditRecord {
+                image: s.name.clone(),
+                split: String::new(),
+                status: AuditStatus::Dropped,
+                reason: format!("excluded: label {} is in dataset.exclude_labels", s.label),
+                width: 0,
+                height: 0,
+                bytes: 0,
+                hash: String::new(),
+                path: s.path.clone(),
+                label: s.label,
+            });
+            self.dropped += 1;
+        }
+        write_csv(&out_dir.join("audit.csv"), &self.records)
+    }
+
     /// The usable samples of one split, pointing at the file to decode (repaired copy or not).
     pub fn kept(&self, split: &str) -> Vec<Sample> {
         self.records
@@ -117,76 +143,6 @@ impl AuditReport {
             })
             .collect()
     }
-}
-
-/// What the memo keeps: the verdict on a file's content, independent of where it lies.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Verdict {
-    status: AuditStatus,
-    reason: String,
-    width: u32,
-    height: u32,
-}
-
-impl Verdict {
-    fn dropped(reason: impl Into<String>) -> Self {
-        Verdict {
-            status: AuditStatus::Dropped,
-            reason: reason.into(),
-            width: 0,
-            height: 0,
-        }
-    }
-}
-
-/// Judges a file's bytes: SOI, then EOI (repairing a copy if missing), then a full decode,
-/// then the size.
-fn judge(bytes: &[u8], min_size: u32) -> Verdict {
-    if bytes.is_empty() {
-        return Verdict::dropped("empty: the file has 0 bytes");
-    }
-    if !jpeg::has_soi(bytes) {
-        return Verdict::dropped("not a JPEG: no FF D8 start-of-image marker");
-    }
-    let (decoded, status, reason) = if jpeg::has_eoi(bytes) {
-        match jpeg::decode_rgb(bytes) {
-            Ok(img) => (img, AuditStatus::Ok, String::new()),
-            Err(e) => return Verdict::dropped(format!("decode error: {e}")),
-        }
-    } else {
-        match jpeg::decode_rgb(&repaired_bytes(bytes)) {
-            Ok(img) => (
-                img,
-                AuditStatus::Repaired,
-                "truncated: no FF D9 end marker; repaired by appending FF D9".into(),
-            ),
-            Err(e) => {
-                return Verdict::dropped(format!("truncated and undecodable after repair: {e}"));
-            }
-        }
-    };
-    let (width, height) = decoded.dimensions();
-    if width < min_size || height < min_size {
-        return Verdict {
-            status: AuditStatus::Dropped,
-            reason: format!("too small: {width}x{height}, both sides must be at least {min_size}"),
-            width,
-            height,
-        };
-    }
-    Verdict {
-        status,
-        reason,
-        width,
-        height,
-    }
-}
-
-fn repaired_bytes(bytes: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(bytes.len() + 2);
-    v.extend_from_slice(bytes);
-    v.extend_from_slice(&jpeg::EOI);
-    v
 }
 
 struct Memo<'a> {
@@ -280,13 +236,9 @@ fn audit_one(
             Ok(b) => b,
             Err(e) => return with_reason(rec, format!("unreadable: {e}")),
         };
-        let name = s
-            .path
-            .file_name()
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(format!("{}.jpeg", s.name)));
-        let copy = repaired_dir.join(name);
-        if let Err(e) = std::fs::write(&copy, repaired_bytes(&bytes)) {
+        let copy = repaired_dir.join(copy_name(s));
+        let format = format::sniff(&bytes).unwrap_or(Format::Jpeg);
+        if let Err(e) = std::fs::write(&copy, repaired_bytes(&bytes, format)) {
             return with_reason(
                 rec,
                 format!(
@@ -310,6 +262,19 @@ type HashFn<'a> = dyn Fn(&Path) -> Result<String> + Sync + 'a;
 
 /// Audits `train` then `test`, writes `out_dir/audit.csv` and repaired copies under
 /// `out_dir/repaired/`. Errors only when `out_dir` cannot be written; bad images are verdicts.
+/// The repaired copy's file name: the sample's name (unique, unlike file names across
+/// IDRiD's two folders) with the file's extension unless the name already ends in it.
+fn copy_name(s: &Sample) -> String {
+    let ext = s.path.extension().map(|e| e.to_string_lossy().into_owned());
+    match ext {
+        Some(e) if !s.name.to_ascii_lowercase().ends_with(&format!(".{}", e.to_ascii_lowercase())) => {
+            format!("{}.{e}", s.name)
+        }
+        Some(_) => s.name.clone(),
+        None => format!("{}.jpeg", s.name),
+    }
+}
+
 pub fn audit(
     train: &[Sample],
     test: &[Sample],
@@ -396,5 +361,6 @@ fn write_csv(path: &Path, records: &[AuditRecord]) -> Result<()> {
     write().with_context(|| format!("cannot write {}", path.display()))
 }
 
+mod judge;
 #[cfg(test)]
 mod tests;

@@ -17,7 +17,7 @@ use fast_image_resize::{self as fir, FilterType, PixelType, ResizeAlg, ResizeOpt
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::jpeg;
+use super::format;
 use crate::Progress;
 
 const DATA_FILE: &str = "images.u8";
@@ -94,7 +94,7 @@ pub fn build(
         |(resizer, out), (i, path)| -> Result<()> {
             let bytes =
                 std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-            let img = jpeg::decode_rgb(&bytes).map_err(|e| {
+            let img = format::decode_rgb(&bytes).map_err(|e| {
                 anyhow!(
                     "cannot decode {} ({e}); audit the data first",
                     path.display()
@@ -164,7 +164,7 @@ pub fn write_raw(out_dir: &Path, size: u32, preprocess: Preprocess, pixels: &[u8
 pub fn decode_square(path: &Path, size: u32, preprocess: Preprocess) -> Result<Vec<u8>> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let img =
-        jpeg::decode_rgb(&bytes).map_err(|e| anyhow!("cannot decode {} ({e})", path.display()))?;
+        format::decode_rgb(&bytes).map_err(|e| anyhow!("cannot decode {} ({e})", path.display()))?;
     let mut out = vec![0u8; size as usize * size as usize * 3];
     resize_square(&mut Resizer::new(), &img, size, &mut out)?;
     if preprocess == Preprocess::Graham {

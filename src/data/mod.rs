@@ -40,8 +40,10 @@ impl Batch {
 pub mod audit;
 pub mod augment;
 pub mod class_weights;
+pub mod format;
 pub mod image_cache;
 pub mod jpeg;
 pub mod layout;
 pub mod loader;
+pub mod png;
 pub mod split;

@@ -14,7 +14,7 @@
 use super::inplace::{cpu_f32_like, f32_mut, CHUNK};
 use crate::model::cpu_data::f32_slice;
 use candle_core::backprop::GradStore;
-use candle_core::{CpuStorage, DType, InplaceOp3, Layout, Result, Tensor, Var};
+use candle_core::{CpuStorage, InplaceOp3, Layout, Result, Tensor, Var};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 
@@ -235,7 +235,7 @@ impl InplaceOp3 for ParamUpdate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::Device;
+    use candle_core::{DType, Device};
 
     /// One scalar parameter p (start 1.0) with loss 2p (gradient 2) and a second parameter
     /// that never gets a gradient.

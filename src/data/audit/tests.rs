@@ -1,4 +1,5 @@
 use super::*;
+use crate::data::jpeg;
 
 fn hash_file(p: &Path) -> Result<String> {
     Ok(blake3::hash(&std::fs::read(p)?).to_hex().to_string())
@@ -109,7 +110,7 @@ fn each_kind_of_file_gets_its_verdict_and_user_files_stay_untouched() {
         reason("gone")
     );
     assert!(reason("zero").starts_with("empty"));
-    assert!(reason("png").starts_with("not a JPEG"));
+    assert!(reason("png").starts_with("truncated PNG"), "{}", reason("png"));
     assert!(reason("missing").starts_with("missing"));
     assert!(
         reason("small").starts_with("too small: 8x40"),
@@ -246,4 +247,80 @@ fn hostile_bytes_are_verdicts_not_panics() {
         let _ = judge(&b[..cut], 4);
         let _ = judge(&b, 4);
     }
+    // The same for the other formats, whose decoders are other code.
+    let img = image::RgbImage::from_fn(24, 24, |x, y| image::Rgb([x as u8 * 9, y as u8 * 5, 60]));
+    for good in [format::encode_png(&img).unwrap(), format::encode_tiff(&img).unwrap()] {
+        for _ in 0..40 {
+            let mut b = good.clone();
+            for _ in 0..8 {
+                let i = 8 + rng.below(b.len() as u64 - 8) as usize;
+                b[i] = rng.next_u64() as u8;
+            }
+            let cut = 8 + rng.below(b.len() as u64 - 8) as usize;
+            let _ = judge(&b[..cut], 4);
+            let _ = judge(&b, 4);
+        }
+    }
+}
+
+#[test]
+fn png_and_tiff_get_the_same_contract_as_jpeg() {
+    let data = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let memo = tempfile::tempdir().unwrap();
+    let d = data.path();
+    let img = image::RgbImage::from_fn(48, 36, |x, y| image::Rgb([x as u8 * 5, y as u8 * 7, 30]));
+    let png = format::encode_png(&img).unwrap();
+    let tiff = format::encode_tiff(&img).unwrap();
+    let files: Vec<(&str, Vec<u8>)> = vec![
+        ("ok.png", png.clone()),
+        // Cut right before IEND: every row is there.
+        ("noiend.png", png[..png.len() - 12].to_vec()),
+        // Cut inside the image data: rows are missing.
+        ("cut.png", png[..png.len() - 30].to_vec()),
+        ("crc.png", {
+            let mut b = png.clone();
+            let i = b.len() - 20;
+            b[i] ^= 0x01;
+            b
+        }),
+        ("ok.tif", tiff.clone()),
+        ("cut.tif", tiff[..tiff.len() / 2].to_vec()),
+        ("anim.gif", b"GIF89a\x01\x00\x01\x00".to_vec()),
+    ];
+    for (name, bytes) in &files {
+        std::fs::write(d.join(name), bytes).unwrap();
+    }
+    let before = snapshot(d);
+    let train: Vec<Sample> = files
+        .iter()
+        .map(|(n, _)| Sample { name: n.to_string(), label: 1, path: d.join(n) })
+        .collect();
+    let rep = audit(&train, &[], out.path(), memo.path(), 16, &hash_file, &Progress::hidden()).unwrap();
+    let got: Vec<(&str, AuditStatus, &str)> = rep
+        .records
+        .iter()
+        .map(|r| (r.image.as_str(), r.status, r.reason.as_str()))
+        .collect();
+    use AuditStatus::*;
+    let want = [
+        ("ok.png", Ok, ""),
+        ("noiend.png", Repaired, "truncated PNG: no IEND chunk"),
+        ("cut.png", Dropped, "truncated PNG: the file ends inside chunk IDAT"),
+        ("crc.png", Dropped, "damaged PNG: chunk IDAT"),
+        ("ok.tif", Ok, ""),
+        ("cut.tif", Dropped, "decode error (TIFF)"),
+        ("anim.gif", Dropped, "not an image drpipe reads: starts with 47 49 46 38"),
+    ];
+    for ((n, st, reason), (wn, wst, wreason)) in got.iter().zip(want) {
+        assert_eq!((*n, *st), (wn, wst), "{reason}");
+        assert!(reason.starts_with(wreason), "{n}: {reason}");
+    }
+    assert_eq!(rep.records.len(), want.len());
+    // The repaired copy is the original PNG byte for byte, and it is what later stages read.
+    let fixed = &rep.records[1].path;
+    assert!(fixed.starts_with(out.path().join("repaired")));
+    assert_eq!(std::fs::read(fixed).unwrap(), png);
+    assert_eq!((rep.records[4].width, rep.records[4].height), (48, 36));
+    assert_eq!(snapshot(d), before, "the user's files changed");
 }
