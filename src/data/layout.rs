@@ -3,6 +3,11 @@
 //! - **Lab** (the study's): `NAME.jpeg` files in `root` plus four one-column lists
 //!   `train_img.csv`, `train_label.csv`, `test_img.csv`, `test_label.csv` (same row order).
 //! - **Kaggle EyePACS**: `train/NAME.jpeg` plus `trainLabels.csv` with an `image,level` header.
+//! - **CSV** ([`csv`]): any label table(s) with named columns, and the presets for APTOS 2019,
+//!   IDRiD and DDR ([`presets`]).
+//!
+//! A listed name without an extension is looked for as `.jpeg`, `.jpg`, `.png`, `.tif`,
+//! `.tiff` in turn; the image's format is then told by its content, not its name.
 //!
 //! Loading only reads the list files: it never opens an image (that is the audit's job), and
 //! every name is checked by [`check_name`] before it is joined onto `root`, so a hostile list
@@ -15,7 +20,10 @@ use std::str::FromStr;
 
 use anyhow::{bail, Context, Result};
 
-use super::{Sample, NUM_CLASSES};
+use super::{format, Sample, NUM_CLASSES};
+
+pub mod csv;
+pub mod presets;
 
 const LAB_LISTS: [&str; 4] = [
     "train_img.csv",
@@ -31,6 +39,7 @@ const KAGGLE_IMAGES: &str = "train";
 pub enum LayoutKind {
     Lab,
     Kaggle,
+    Csv,
 }
 
 impl fmt::Display for LayoutKind {
@@ -38,6 +47,7 @@ impl fmt::Display for LayoutKind {
         f.write_str(match self {
             LayoutKind::Lab => "lab",
             LayoutKind::Kaggle => "kaggle",
+            LayoutKind::Csv => "csv",
         })
     }
 }
@@ -48,8 +58,9 @@ impl FromStr for LayoutKind {
         match s.trim().to_ascii_lowercase().as_str() {
             "lab" => Ok(LayoutKind::Lab),
             "kaggle" => Ok(LayoutKind::Kaggle),
+            "csv" => Ok(LayoutKind::Csv),
             other => Err(format!(
-                "unknown layout '{other}': expected 'lab' or 'kaggle'"
+                "unknown layout '{other}': expected 'lab', 'kaggle' or 'csv'"
             )),
         }
     }
@@ -62,6 +73,12 @@ pub struct Dataset {
     pub train: Vec<Sample>,
     /// Lab: its test lists. Kaggle: empty until [`crate::data::split::patient_split`].
     pub test: Vec<Sample>,
+    /// A validation split the data set fixes itself (DDR's `valid.txt`); empty otherwise, and
+    /// then carved out of `train` by patient.
+    pub val: Vec<Sample>,
+    /// Rows left out by `exclude_labels` (DDR's ungradable 5), with why: the audit lists them
+    /// as dropped.
+    pub excluded: Vec<(Sample, String)>,
     /// The list files read, so callers can hash them into cache keys.
     pub list_files: Vec<PathBuf>,
 }
@@ -97,10 +114,12 @@ pub fn detect(root: &Path) -> Result<LayoutKind> {
     }
 }
 
+/// Loads the lab or Kaggle layout (the CSV layout needs its columns: [`csv::load`]).
 pub fn load(root: &Path, kind: LayoutKind) -> Result<Dataset> {
     match kind {
         LayoutKind::Lab => load_lab(root),
         LayoutKind::Kaggle => load_kaggle(root),
+        LayoutKind::Csv => bail!("the csv layout is loaded with its columns (layout::csv::load)"),
     }
 }
 
@@ -125,19 +144,28 @@ pub fn check_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// `root/name.jpeg`; a name that already ends in `.jpeg`/`.jpg` is used as it is.
-fn image_path(dir: &Path, name: &str) -> PathBuf {
+/// Where the image `name` is: `dir/name` when the name carries a supported extension, else
+/// the first of `dir/name.jpeg`, `.jpg`, `.png`, `.tif`, `.tiff` that exists, and
+/// `dir/name.jpeg` when none does (the audit then reports it missing). One `stat` per try;
+/// the file is not opened.
+pub(crate) fn image_path(dir: &Path, name: &str) -> PathBuf {
     let lower = name.to_ascii_lowercase();
-    if lower.ends_with(".jpeg") || lower.ends_with(".jpg") {
-        dir.join(name)
-    } else {
-        dir.join(format!("{name}.jpeg"))
+    if format::EXTENSIONS
+        .iter()
+        .any(|e| lower.ends_with(&format!(".{e}")))
+    {
+        return dir.join(name);
     }
+    format::EXTENSIONS
+        .iter()
+        .map(|e| dir.join(format!("{name}.{e}")))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| dir.join(format!("{name}.jpeg")))
 }
 
 /// Non-blank lines with their 1-based line numbers; trims whitespace, a BOM and surrounding
 /// quotes (spreadsheets add both).
-fn read_lines(path: &Path) -> Result<Vec<(usize, String)>> {
+pub(crate) fn read_lines(path: &Path) -> Result<Vec<(usize, String)>> {
     let text = std::fs::read_to_string(path).with_context(|| {
         format!(
             "cannot read list file {} (is it there and UTF-8 text?)",
@@ -153,7 +181,7 @@ fn read_lines(path: &Path) -> Result<Vec<(usize, String)>> {
         .collect())
 }
 
-fn unquote(s: &str) -> &str {
+pub(crate) fn unquote(s: &str) -> &str {
     s.strip_prefix('"')
         .and_then(|s| s.strip_suffix('"'))
         .unwrap_or(s)
@@ -244,7 +272,7 @@ fn read_pair(root: &Path, img_list: &str, label_list: &str) -> Result<Vec<Sample
     Ok(samples)
 }
 
-fn check_unique(samples: &[Sample], list: &Path) -> Result<()> {
+pub(crate) fn check_unique(samples: &[Sample], list: &Path) -> Result<()> {
     let mut seen: HashMap<&str, usize> = HashMap::new();
     for (i, s) in samples.iter().enumerate() {
         if let Some(first) = seen.insert(&s.name, i) {
@@ -289,6 +317,8 @@ fn load_lab(root: &Path) -> Result<Dataset> {
         root: root.to_path_buf(),
         train,
         test,
+        val: Vec::new(),
+        excluded: Vec::new(),
         list_files: LAB_LISTS.iter().map(|f| root.join(f)).collect(),
     })
 }
@@ -341,6 +371,8 @@ fn load_kaggle(root: &Path) -> Result<Dataset> {
         root: root.to_path_buf(),
         train,
         test: Vec::new(),
+        val: Vec::new(),
+        excluded: Vec::new(),
         list_files: vec![lp],
     })
 }

@@ -5,6 +5,9 @@ use super::tree::{Node, Table, Value};
 use serde_json::{json, Value as Json};
 use std::path::{Path, PathBuf};
 
+use crate::data::layout::csv::{Column, CsvLayout, Table as CsvTable};
+use crate::data::layout::presets;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
     /// drpipe's generated fundus images (no download needed).
@@ -13,7 +16,26 @@ pub enum Source {
     Lab,
     /// Kaggle EyePACS: train/NAME.jpeg + trainLabels.csv.
     Kaggle,
+    /// Any label table with named columns ([`crate::data::layout::csv`]).
+    Csv,
+    /// A public set's own layout: APTOS 2019, IDRiD grading, DDR grading
+    /// ([`crate::data::layout::presets`]).
+    Preset(&'static str),
 }
+
+impl Source {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Source::Synthetic => "synthetic",
+            Source::Lab => "lab",
+            Source::Kaggle => "kaggle",
+            Source::Csv => "csv",
+            Source::Preset(p) => p,
+        }
+    }
+}
+
+const SOURCES: &str = "\"synthetic\", \"lab\", \"kaggle\", \"csv\", \"aptos\", \"idrid\" or \"ddr\"";
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct DatasetSpec {
@@ -34,6 +56,8 @@ pub struct DatasetSpec {
     pub val_fraction: f64,
     /// Images smaller than this on either side are dropped by the audit.
     pub min_image_size: u64,
+    /// The columns of a csv or preset source.
+    pub csv: Option<CsvLayout>,
 }
 
 pub const KEYS: &[&str] = &[
@@ -46,7 +70,16 @@ pub const KEYS: &[&str] = &[
     "split_seed",
     "val_fraction",
     "min_image_size",
+    "labels",
+    "image_column",
+    "label_column",
+    "split_column",
+    "extension",
+    "exclude_labels",
 ];
+
+/// Keys that only the csv source reads (`images` is its folder there, a count for synthetic).
+const CSV_KEYS: &[&str] = &["labels", "image_column", "label_column", "split_column", "extension"];
 
 impl DatasetSpec {
     /// The values that identify this dataset (and so enter cache keys): only the keys that
@@ -63,6 +96,9 @@ impl DatasetSpec {
             Source::Lab => json!({ "source": "lab", "root": self.root_str() }),
             Source::Kaggle => json!({ "source": "kaggle", "root": self.root_str(),
                                        "test_fraction": self.test_fraction, "split_seed": self.split_seed }),
+            Source::Csv | Source::Preset(_) => json!({ "source": self.source.name(), "root": self.root_str(),
+                                       "layout": self.csv, "test_fraction": self.test_fraction,
+                                       "split_seed": self.split_seed }),
         };
         v.as_object_mut()
             .expect("object")
@@ -106,15 +142,19 @@ pub fn parse(table: &Table, table_origin: &Origin, base: &Path) -> Result<Datase
     let source = match table.get("source") {
         None => {
             return Err(SpecError::at(table_origin, "[dataset] needs `source`")
-                .help("source = \"synthetic\", \"lab\" or \"kaggle\""))
+                .help(format!("source = {SOURCES}")))
         }
         Some(n) => match &n.value {
             Value::Str(s) if s == "synthetic" => Source::Synthetic,
             Value::Str(s) if s == "lab" => Source::Lab,
             Value::Str(s) if s == "kaggle" => Source::Kaggle,
+            Value::Str(s) if s == "csv" => Source::Csv,
+            Value::Str(s) if presets::NAMES.contains(&s.as_str()) => Source::Preset(
+                presets::NAMES.iter().find(|p| **p == s).expect("just found"),
+            ),
             _ => {
                 return Err(SpecError::at(&n.origin, "unknown dataset.source")
-                    .help("source = \"synthetic\", \"lab\" or \"kaggle\""))
+                    .help(format!("source = {SOURCES}")))
             }
         },
     };
@@ -142,7 +182,7 @@ pub fn parse(table: &Table, table_origin: &Origin, base: &Path) -> Result<Datase
     if source != Source::Synthetic && root.is_none() {
         return Err(SpecError::at(
             table_origin,
-            "dataset.root is required for lab and kaggle data",
+            format!("dataset.root is required for {} data", source.name()),
         )
         .help("add root = \"/path/to/images\" or pass --set dataset.root=/path/to/images"));
     }
@@ -178,10 +218,20 @@ pub fn parse(table: &Table, table_origin: &Origin, base: &Path) -> Result<Datase
             }
         },
     };
+    if source != Source::Csv {
+        if let Some((key, origin, _)) = table.entries.iter().find(|(k, ..)| CSV_KEYS.contains(&k.as_str())) {
+            return Err(SpecError::at(origin, format!("dataset.{key} is read only with source = \"csv\"")));
+        }
+    }
+    let csv = csv_layout(table, table_origin, source)?;
     Ok(DatasetSpec {
         source,
         root,
-        images: get_int("images", 600, 10)?,
+        csv,
+        images: match (source, table.get("images")) {
+            (Source::Csv, _) => 0,
+            _ => get_int("images", 600, 10)?,
+        },
         size: get_int("size", 128, 32)?,
         seed: get_int("seed", 0, 0)?,
         test_fraction,
@@ -206,4 +256,71 @@ pub fn absolute_path(p: &Path) -> PathBuf {
         }
     }
     out
+}
+
+fn string(table: &Table, key: &str) -> Result<Option<String>, SpecError> {
+    match table.get(key) {
+        None => Ok(None),
+        Some(Node { value: Value::Str(s), .. }) if !s.trim().is_empty() => Ok(Some(s.trim().to_string())),
+        Some(n) => Err(SpecError::at(&n.origin, format!("dataset.{key} must be a non-empty string"))),
+    }
+}
+
+/// The columns of a csv source (all from the table), or a preset's (with its
+/// `exclude_labels` overridable).
+fn csv_layout(table: &Table, table_origin: &Origin, source: Source) -> Result<Option<CsvLayout>, SpecError> {
+    let exclude = match table.get("exclude_labels") {
+        None => None,
+        Some(Node { value: Value::Array(items), origin }) => Some(
+            items
+                .iter()
+                .map(|n| match n.value {
+                    Value::Int(i) => Ok(i),
+                    _ => Err(SpecError::at(origin, "dataset.exclude_labels must be a list of integers")),
+                })
+                .collect::<Result<Vec<i64>, _>>()?,
+        ),
+        Some(n) => return Err(SpecError::at(&n.origin, "dataset.exclude_labels must be a list of integers, e.g. [5]")),
+    };
+    let mut layout = match source {
+        Source::Preset(name) => presets::preset(name).expect("parsed from presets::NAMES"),
+        Source::Csv => {
+            let need = |key: &str, example: &str| {
+                string(table, key)?.ok_or_else(|| {
+                    SpecError::at(table_origin, format!("source = \"csv\" needs dataset.{key}"))
+                        .help(format!("e.g. {key} = \"{example}\""))
+                })
+            };
+            let images = match table.get("images") {
+                Some(Node { value: Value::Str(s), .. }) => s.clone(),
+                Some(n) => {
+                    return Err(SpecError::at(&n.origin, "with source = \"csv\", dataset.images is the images folder (a string)")
+                        .help("e.g. images = \"train_images\" (relative to dataset.root)"))
+                }
+                None => {
+                    return Err(SpecError::at(table_origin, "source = \"csv\" needs dataset.images")
+                        .help("the folder of the images, relative to dataset.root, e.g. images = \"images\""))
+                }
+            };
+            CsvLayout {
+                tables: vec![CsvTable { labels: need("labels", "labels.csv")?.into(), images: images.into(), split: None }],
+                image_column: Column::Named(need("image_column", "image")?),
+                label_column: Column::Named(need("label_column", "grade")?),
+                split_column: string(table, "split_column")?.map(Column::Named),
+                extension: string(table, "extension")?.map(|e| e.trim_start_matches('.').to_string()),
+                exclude_labels: Vec::new(),
+                whitespace: false,
+            }
+        }
+        _ => {
+            if let Some(n) = table.get("exclude_labels") {
+                return Err(SpecError::at(&n.origin, "dataset.exclude_labels is read only by csv sources and presets"));
+            }
+            return Ok(None);
+        }
+    };
+    if let Some(e) = exclude {
+        layout.exclude_labels = e;
+    }
+    Ok(Some(layout))
 }

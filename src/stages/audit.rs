@@ -1,7 +1,7 @@
 //! `audit`: every listed image is ok, repaired (EOI appended to a copy) or dropped, with a
 //! reason; the kept ones are listed for the next stages.
 
-use super::dataset::LISTING;
+use super::dataset::{EXCLUDED, LISTING};
 use super::listing::{relative_to, Item, Listing};
 use super::{Stage, StageCtx};
 use crate::data::audit::{self, AuditStatus};
@@ -16,17 +16,18 @@ impl Stage for AuditStage {
         "audit"
     }
 
+    /// 2: PNG and TIFF read by content; a truncated PNG repaired, a damaged one dropped.
     fn version(&self) -> u32 {
-        1
+        2
     }
 
     fn run(&self, ctx: &StageCtx) -> Result<String> {
         let spec = ctx.dataset()?;
         let listing = Listing::read(ctx.upstream_dir("dataset")?, LISTING)?;
-        let train = listing.samples_where(|s| s != "test");
+        let train = listing.samples_where(|s| s != "test" && s != EXCLUDED);
         let test = listing.samples("test");
         let hash_of = |p: &std::path::Path| ctx.hasher.hash(p);
-        let report = audit::audit(
+        let mut report = audit::audit(
             &train,
             &test,
             ctx.out,
@@ -35,6 +36,10 @@ impl Stage for AuditStage {
             &hash_of,
             &ctx.progress,
         )?;
+        let excluded = listing.samples(EXCLUDED);
+        if !excluded.is_empty() {
+            report.add_excluded(&excluded, ctx.out)?;
+        }
         std::fs::write(
             ctx.out.join("audit.json"),
             serde_json::to_vec_pretty(&report)?,

@@ -1,5 +1,5 @@
-//! `dataset`: locate the images (lab or Kaggle layout) or generate the synthetic set, and
-//! list them. The user's files are only read.
+//! `dataset`: locate the images (lab, Kaggle, CSV layout or a public set's preset) or
+//! generate the synthetic set, and list them. The user's files are only read.
 
 use super::listing::{relative_to, Item, Listing};
 use super::{Stage, StageCtx};
@@ -11,13 +11,28 @@ use std::path::PathBuf;
 pub struct DatasetStage;
 
 pub const LISTING: &str = "dataset.json";
+/// The split of a listed row that `dataset.exclude_labels` left out.
+pub const EXCLUDED: &str = "excluded";
 
-fn kind(source: Source) -> Option<layout::LayoutKind> {
-    match source {
-        Source::Lab => Some(layout::LayoutKind::Lab),
-        Source::Kaggle => Some(layout::LayoutKind::Kaggle),
-        Source::Synthetic => None,
-    }
+/// The user's data set as its layout lists it; `None` for the synthetic source.
+fn load_real(spec: &DatasetSpec) -> Result<Option<layout::Dataset>> {
+    let Some(root) = spec.root.as_ref() else {
+        return Ok(None);
+    };
+    let d = match (spec.source, &spec.csv) {
+        (Source::Synthetic, _) => return Ok(None),
+        (Source::Lab, _) => layout::load(root, layout::LayoutKind::Lab),
+        (Source::Kaggle, _) => layout::load(root, layout::LayoutKind::Kaggle),
+        (_, Some(csv)) => layout::csv::load(root, csv),
+        (_, None) => anyhow::bail!("dataset.source = {} has no columns", spec.source.name()),
+    };
+    d.map(Some).with_context(|| {
+        format!(
+            "dataset.root = {} (source = {}): point it at the data with --set dataset.root=DIR",
+            root.display(),
+            spec.source.name()
+        )
+    })
 }
 
 impl Stage for DatasetStage {
@@ -26,6 +41,8 @@ impl Stage for DatasetStage {
     }
 
     /// 2: the clinical-scale synthetic generator (other lesions, camera variation).
+    /// (Not bumped for the CSV layout: the listing of every older source is unchanged, and a
+    /// name now found as .png is another input file, so another key.)
     fn version(&self) -> u32 {
         2
     }
@@ -37,28 +54,18 @@ impl Stage for DatasetStage {
         _params: &std::collections::BTreeMap<String, serde_json::Value>,
         dataset: &DatasetSpec,
     ) -> Result<Vec<PathBuf>> {
-        let (Some(kind), Some(root)) = (kind(dataset.source), dataset.root.as_ref()) else {
+        let Some(d) = load_real(dataset)? else {
             return Ok(Vec::new());
         };
-        let d = layout::load(root, kind).with_context(|| {
-            format!(
-                "dataset.root = {}: point it at the data with --set dataset.root=DIR",
-                root.display()
-            )
-        })?;
         let mut files = d.list_files.clone();
-        files.extend(d.train.iter().chain(&d.test).map(|s| s.path.clone()));
+        files.extend(d.train.iter().chain(&d.val).chain(&d.test).map(|s| s.path.clone()));
         Ok(files)
     }
 
     fn run(&self, ctx: &StageCtx) -> Result<String> {
         let spec = ctx.dataset()?;
-        let (root, kind, base) = match kind(spec.source) {
-            Some(kind) => (
-                spec.root.clone().expect("validated: real data has a root"),
-                kind,
-                None,
-            ),
+        let (d, base) = match load_real(spec)? {
+            Some(d) => (d, None),
             None => {
                 let data = ctx.out.join("data");
                 let s = synthetic::SynthSpec {
@@ -67,14 +74,11 @@ impl Stage for DatasetStage {
                     seed: spec.seed,
                 };
                 synthetic::generate(&data, &s, &ctx.progress)?;
-                (
-                    data,
-                    layout::LayoutKind::Kaggle,
-                    Some(ctx.out.to_path_buf()),
-                )
+                let d = layout::load(&data, layout::LayoutKind::Kaggle)?;
+                (d, Some(ctx.out.to_path_buf()))
             }
         };
-        let d = layout::load(&root, kind)?;
+        let kind = d.kind;
         let item = |s: &crate::data::Sample, split: &str| Item {
             name: s.name.clone(),
             label: s.label,
@@ -91,16 +95,23 @@ impl Stage for DatasetStage {
             .iter()
             .map(|s| item(s, if has_test { "train" } else { "" }))
             .collect();
+        items.extend(d.val.iter().map(|s| item(s, "val")));
         items.extend(d.test.iter().map(|s| item(s, "test")));
         let n = items.len();
+        // Rows the layout left out (exclude_labels): the audit lists them as dropped.
+        items.extend(d.excluded.iter().map(|(s, _)| item(s, EXCLUDED)));
         Listing {
             layout: kind.to_string(),
             items,
         }
         .write(ctx.out, LISTING)?;
         Ok(format!(
-            "{n} images ({kind} layout{})",
-            if base.is_some() { ", synthetic" } else { "" }
+            "{n} images ({kind} layout{}){}",
+            if base.is_some() { ", synthetic" } else { "" },
+            match d.excluded.len() {
+                0 => String::new(),
+                k => format!(", {k} left out by exclude_labels"),
+            }
         ))
     }
 }

@@ -73,7 +73,11 @@ impl Stage for StatsStage {
         };
         // Validation patients come from the training side only, so the test split is the
         // same whatever val_fraction is.
-        let (train, val) = if spec.val_fraction > 0.0 {
+        let fixed_val = kept.samples("val");
+        let (train, val) = if !fixed_val.is_empty() {
+            // The data set's own validation split (DDR's valid.txt) is kept as it is.
+            (train, fixed_val)
+        } else if spec.val_fraction > 0.0 {
             split::patient_split(&train, spec.val_fraction, spec.split_seed ^ VAL_SALT)
         } else {
             (train, Vec::new())
@@ -143,8 +147,21 @@ impl Stage for StatsStage {
             match stats.cross_split_duplicates.len() {
                 0 => String::new(),
                 n => format!("; WARNING: {n} image(s) in both train and test (see stats.json)"),
-            }
+            } + &one_patient_per_image(&[&train[..], &val[..], &test[..]].concat())
         ))
+    }
+}
+
+/// Patients are read from `PATIENT_left` / `PATIENT_right` names; where no name pairs up,
+/// every image counts as its own patient, and a split by patient is then a split by image:
+/// said, because two eyes of one person on both sides would inflate the test score.
+fn one_patient_per_image(all: &[Sample]) -> String {
+    let patients: std::collections::HashSet<&str> =
+        all.iter().map(|s| split::patient_of(&s.name)).collect();
+    if patients.len() == all.len() && all.len() > 1 {
+        "; no PATIENT_left/PATIENT_right names: each image is taken as its own patient".into()
+    } else {
+        String::new()
     }
 }
 

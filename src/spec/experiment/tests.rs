@@ -1,4 +1,5 @@
 use super::*;
+use crate::spec::dataset::Source;
 
 const IMPLS: &[&str] = &["audit", "train", "report"];
 const PIPELINE: &str = "[stages.audit]\nscope = \"dataset\"\nparams = [\"dataset\"]\n[stages.train]\nafter = [\"audit\"]\nparams = [\"model\", \"lr\"]\n[stages.report]\nafter = [\"train\"]\nscope = \"experiment\"\nparams = [\"title\"]\n";
@@ -126,4 +127,62 @@ fn bad_set_arguments_are_named() {
 fn experiment_scope_stage_cannot_read_a_varying_param() {
     let e = err(&format!("{GOOD}title = [\"a\", \"b\"]\n"), &[]);
     assert!(e.message.contains("varies across cells"), "{e}");
+}
+
+#[test]
+fn csv_source_and_presets_parse_into_layouts() {
+    use crate::data::layout::csv::Column;
+    let f = Fixture::new();
+    let csv = GOOD.replace(
+        "source = \"synthetic\"\nimages = 40",
+        "source = \"csv\"\nroot = \"data\"\nlabels = \"meta.csv\"\nimages = \"photos\"\n\
+         image_column = \"file\"\nlabel_column = \"dr\"\nsplit_column = \"set\"\nextension = \".tif\"\n\
+         exclude_labels = [5, 6]",
+    );
+    let e = f.load(&csv, &[]).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(e.dataset.source, Source::Csv);
+    assert_eq!(e.dataset.root.as_deref(), Some(f.dir.path().join("data").as_path()));
+    let l = e.dataset.csv.as_ref().unwrap();
+    assert_eq!(l.tables[0].labels, Path::new("meta.csv"));
+    assert_eq!(l.tables[0].images, Path::new("photos"));
+    assert_eq!(l.image_column, Column::Named("file".into()));
+    assert_eq!(l.split_column, Some(Column::Named("set".into())));
+    assert_eq!(l.extension.as_deref(), Some("tif"));
+    assert_eq!(l.exclude_labels, [5, 6]);
+    // The layout enters the cache key.
+    let other = f.load(&csv.replace("\"dr\"", "\"grade\""), &[]).unwrap();
+    assert_ne!(e.dataset.canonical(), other.dataset.canonical());
+
+    // A preset is two --set flags away from the synthetic quickstart.
+    let e = f.load(GOOD, &["dataset.source=ddr", "dataset.root=/data/DR_grading"]).unwrap();
+    assert_eq!(e.dataset.source, Source::Preset("ddr"));
+    assert_eq!(e.dataset.csv.as_ref().unwrap().exclude_labels, [5]);
+    let e = f
+        .load(GOOD, &["dataset.source=aptos", "dataset.root=/a", "dataset.exclude_labels=[4]"])
+        .unwrap();
+    assert_eq!(e.dataset.csv.as_ref().unwrap().exclude_labels, [4]);
+}
+
+#[test]
+fn csv_keys_are_checked_and_named() {
+    let csv = GOOD.replace(
+        "source = \"synthetic\"\nimages = 40",
+        "source = \"csv\"\nroot = \"/d\"\nlabels = \"m.csv\"\nimages = \"img\"\nimage_column = \"f\"",
+    );
+    let e = err(&csv, &[]);
+    assert!(e.message.contains("needs dataset.label_column"), "{e}");
+    assert_eq!(e.location, "DIR/exp.toml:2:1");
+
+    let e = err(&format!("{csv}\nlabel_column = \"g\"").replace("images = \"img\"", "images = 3"), &[]);
+    assert!(e.message.contains("dataset.images is the images folder"), "{e}");
+    assert_eq!(e.location, "DIR/exp.toml:6:10");
+
+    let e = err(&GOOD.replace("images = 40", "images = 40\nlabel_column = \"g\""), &[]);
+    assert!(e.message.contains("read only with source = \"csv\""), "{e}");
+
+    let e = err(&GOOD.replace("images = 40", "images = 40\nexclude_labels = [5]"), &[]);
+    assert!(e.message.contains("exclude_labels is read only by csv sources"), "{e}");
+
+    let e = err(GOOD, &["dataset.source=aptos"]);
+    assert!(e.message.contains("dataset.root is required for aptos"), "{e}");
 }
