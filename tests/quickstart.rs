@@ -2,55 +2,10 @@
 //! pipeline: synthetic data -> audit -> stats -> images -> train -> evaluate -> report.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The quickstart experiment with every size turned down.
-fn tiny_experiment(dir: &Path) -> PathBuf {
-    let text = std::fs::read_to_string(repo().join("experiments/quickstart.toml")).unwrap();
-    let pipeline = repo().join("pipelines/retinopathy.toml");
-    let text = text
-        .replace(
-            "\"../pipelines/retinopathy.toml\"",
-            &format!("{:?}", pipeline.display().to_string()),
-        )
-        .replace("images = 800", "images = 60")
-        .replace("size = 128", "size = 64")
-        .replace("image_size = 64", "image_size = 32")
-        .replace("batch_size = 16", "batch_size = 8")
-        .replace("epochs = 10", "epochs = 2");
-    assert!(
-        text.contains("images = 60") && text.contains("epochs = 2"),
-        "quickstart.toml changed shape: update this test"
-    );
-    let path = dir.join("quickstart.toml");
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-fn drpipe(dir: &Path, args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_drpipe"))
-        .current_dir(dir)
-        .args(args)
-        .env("DRPIPE_OUTPUTS", dir.join("outputs"))
-        .env("HF_HUB_OFFLINE", "1")
-        .output()
-        .unwrap();
-    out
-}
-
-fn ok(out: Output) -> String {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "drpipe failed: {}\n{stderr}",
-        out.status
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned() + &stderr
-}
+mod common;
+use common::{drpipe, ok, tiny_experiment};
 
 fn plan_json(dir: &Path, exp: &Path, sets: &[&str]) -> Vec<serde_json::Value> {
     let mut args = vec!["plan", exp.to_str().unwrap(), "--json"];

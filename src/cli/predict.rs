@@ -4,7 +4,9 @@
 use super::{args::PredictArgs, CliError, CliResult, Env, EXIT_FAILED, EXIT_USAGE};
 use crate::cache::Manifest;
 use crate::data::augment::test_transform;
-use crate::data::image_cache::{decode_square, Preprocess};
+use crate::data::audit::as_audited;
+use crate::data::image_cache::{square_from_bytes, Preprocess};
+use anyhow::Context;
 use crate::model::{self, Arch};
 use crate::stages::images::cache_side;
 use std::path::PathBuf;
@@ -16,6 +18,9 @@ struct Resolved {
     /// The decoded side and preprocessing the cell's images were cached with.
     cache_size: u32,
     preprocess: Preprocess,
+    /// Mirror averaging and device: the cell's own with `--cell`, else off and `auto`.
+    tta: bool,
+    device: String,
 }
 
 fn resolve(args: &PredictArgs) -> Result<Resolved, CliError> {
@@ -40,15 +45,17 @@ fn resolve(args: &PredictArgs) -> Result<Resolved, CliError> {
             .get("image_size")
             .and_then(|v| v.as_u64())
             .unwrap_or(224) as u32;
-        // Grade as the cell was evaluated: same weights, cache side and preprocessing.
-        let checkpoint = Manifest::read(&cell.join("evaluate"))
-            .ok()
-            .and_then(|m| {
-                m.params
-                    .get("checkpoint")
-                    .and_then(|v| v.as_str().map(String::from))
-            })
+        // Grade as the cell was evaluated: same weights, cache side, preprocessing, mirror
+        // averaging and device, so that its predictions.csv is reproduced.
+        let evaluate = Manifest::read(&cell.join("evaluate")).ok();
+        let eval_param = |key: &str| evaluate.as_ref().and_then(|m| m.params.get(key).cloned());
+        let checkpoint = eval_param("checkpoint")
+            .and_then(|v| v.as_str().map(String::from))
             .unwrap_or_else(|| "best".into());
+        let tta = eval_param("tta").and_then(|v| v.as_bool()).unwrap_or(false);
+        let device = eval_param("device")
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_else(|| "auto".into());
         let images = Manifest::read(&cell.join("images")).map_err(|e| usage(format!("{e:#}")))?;
         let cache_size = images
             .params
@@ -69,6 +76,8 @@ fn resolve(args: &PredictArgs) -> Result<Resolved, CliError> {
             preprocess: preprocess
                 .parse::<Preprocess>()
                 .map_err(|e| usage(e.to_string()))?,
+            tta,
+            device,
         });
     }
     let arch = args
@@ -85,13 +94,19 @@ fn resolve(args: &PredictArgs) -> Result<Resolved, CliError> {
         size,
         cache_size: cache_side(size, 0),
         preprocess: Preprocess::None,
+        tta: false,
+        device: "auto".into(),
     })
 }
 
 /// Decode, resize the short side and centre-crop as the image cache does, then the test
 /// transform: the same path an image takes through the evaluate stage.
+/// A damaged file is read as the audit would: repaired where that loses nothing, refused
+/// with the audit's reason where it would be dropped.
 fn load_image(path: &std::path::Path, r: &Resolved) -> anyhow::Result<Vec<f32>> {
-    let rgb = decode_square(path, r.cache_size, r.preprocess)?;
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let bytes = as_audited(bytes).map_err(|why| anyhow::anyhow!("the audit would drop it: {why}"))?;
+    let rgb = square_from_bytes(&bytes, r.cache_size, r.preprocess)?;
     let mut out = vec![0f32; 3 * (r.size * r.size) as usize];
     test_transform(&rgb, r.cache_size, r.size, &mut out);
     Ok(out)
@@ -99,7 +114,7 @@ fn load_image(path: &std::path::Path, r: &Resolved) -> anyhow::Result<Vec<f32>> 
 
 pub fn run(_env: &Env, args: PredictArgs) -> CliResult {
     let r = resolve(&args)?;
-    let device = model::select_device("auto")?;
+    let device = model::select_device(&r.device)?;
     let net = model::load_for_inference(r.arch, &r.weights, &device)?;
     let prefix = if args.logits { "logit" } else { "p" };
     println!(
@@ -113,9 +128,9 @@ pub fn run(_env: &Env, args: PredictArgs) -> CliResult {
     for path in &args.images {
         let row = load_image(path, &r).and_then(|x| {
             if args.logits {
-                model::predict_logits(&net, &x, 1, r.size as usize, &device, false)
+                model::predict_logits(&net, &x, 1, r.size as usize, &device, r.tta)
             } else {
-                model::predict_probs(&net, &x, 1, r.size as usize, &device, false)
+                model::predict_probs(&net, &x, 1, r.size as usize, &device, r.tta)
             }
         });
         match row {

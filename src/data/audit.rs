@@ -262,6 +262,22 @@ type HashFn<'a> = dyn Fn(&Path) -> Result<String> + Sync + 'a;
 
 /// Audits `train` then `test`, writes `out_dir/audit.csv` and repaired copies under
 /// `out_dir/repaired/`. Errors only when `out_dir` cannot be written; bad images are verdicts.
+/// The bytes the stages would read for a file with this content: the bytes themselves when
+/// the audit passes them, its repaired copy's when it would repair them, and the audit's
+/// reason as the error when it would drop them. `drpipe predict` grades through this, so an
+/// image is read the same way there as in training and evaluation.
+pub fn as_audited(bytes: Vec<u8>) -> Result<Vec<u8>, String> {
+    let v = judge(&bytes, 1);
+    match v.status {
+        AuditStatus::Ok => Ok(bytes),
+        AuditStatus::Repaired => {
+            let format = format::sniff(&bytes).unwrap_or(Format::Jpeg);
+            Ok(repaired_bytes(&bytes, format))
+        }
+        AuditStatus::Dropped => Err(v.reason),
+    }
+}
+
 /// The repaired copy's file name: the sample's name (unique, unlike file names across
 /// IDRiD's two folders) with the file's extension unless the name already ends in it.
 fn copy_name(s: &Sample) -> String {

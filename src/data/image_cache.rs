@@ -163,8 +163,12 @@ pub fn write_raw(out_dir: &Path, size: u32, preprocess: Preprocess, pixels: &[u8
 /// single files (`drpipe predict`).
 pub fn decode_square(path: &Path, size: u32, preprocess: Preprocess) -> Result<Vec<u8>> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let img =
-        format::decode_rgb(&bytes).map_err(|e| anyhow!("cannot decode {} ({e})", path.display()))?;
+    square_from_bytes(&bytes, size, preprocess).with_context(|| format!("cannot decode {}", path.display()))
+}
+
+/// [`decode_square`] on bytes already read (`drpipe predict` repairs them first, as the audit).
+pub fn square_from_bytes(bytes: &[u8], size: u32, preprocess: Preprocess) -> Result<Vec<u8>> {
+    let img = format::decode_rgb(bytes).map_err(|e| anyhow!("{e}"))?;
     let mut out = vec![0u8; size as usize * size as usize * 3];
     resize_square(&mut Resizer::new(), &img, size, &mut out)?;
     if preprocess == Preprocess::Graham {
