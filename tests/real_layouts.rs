@@ -199,3 +199,53 @@ fn idrid_folder_keeps_its_split_and_names_repeated_across_sets() {
     assert!(split.contains("IDRiD_044,"), "a name only in the training set stays as written");
     assert_eq!(predictions(&cell).len(), kept_test);
 }
+
+#[test]
+fn audit_command_reads_presets_keeps_its_report_only_when_asked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let root = dir.join("DR_grading");
+    let all = generated(dir, 12);
+    let mut lists = [String::new(), String::new(), String::new()];
+    for (i, (name, grade, jpeg)) in all.iter().enumerate() {
+        let (k, split) = [(0, "train"), (1, "valid"), (2, "test")][i % 3];
+        std::fs::create_dir_all(root.join(split)).unwrap();
+        std::fs::write(root.join(split).join(format!("{name}.jpg")), jpeg).unwrap();
+        // DDR marks ungradable photographs 5.
+        let grade = if i == 0 { 5 } else { *grade };
+        lists[k].push_str(&format!("{name}.jpg {grade}\n"));
+    }
+    for (k, f) in ["train.txt", "valid.txt", "test.txt"].iter().enumerate() {
+        std::fs::write(root.join(f), &lists[k]).unwrap();
+    }
+    let scratch = dir.join("tmp");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let audit = |extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_drpipe"))
+            .current_dir(dir)
+            .args(["audit", root.to_str().unwrap(), "--source", "ddr"])
+            .args(extra)
+            .env("DRPIPE_OUTPUTS", dir.join("outputs"))
+            .env("TMPDIR", &scratch)
+            .output()
+            .unwrap();
+        ok(out)
+    };
+    let out = audit(&[]);
+    assert!(out.contains("ddr layout") && out.contains("--report DIR"), "{out}");
+    assert_eq!(std::fs::read_dir(&scratch).unwrap().count(), 0, "nothing left in the temporary folder");
+
+    let report = dir.join("report");
+    audit(&["--report", report.to_str().unwrap()]);
+    let csv = std::fs::read_to_string(report.join("audit.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 12, "{csv}");
+    let first = csv.lines().find(|l| l.starts_with(&format!("{}.jpg,", all[0].0))).unwrap();
+    assert!(first.contains("dropped") && first.contains("label 5"), "{first}");
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_drpipe"))
+        .args(["audit", root.to_str().unwrap(), "--source", "eyepacs2"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("aptos, idrid, ddr"));
+}

@@ -40,7 +40,7 @@ pub enum Command {
     Show(ShowArgs),
     /// Delete cache entries that no experiment file or last run references.
     Gc(GcArgs),
-    /// Audit a data folder (lab or Kaggle layout): ok, repaired and dropped images.
+    /// Audit a data folder (lab, Kaggle, APTOS, IDRiD or DDR layout): ok, repaired and dropped images.
     Audit(AuditArgs),
     /// Generate drpipe's synthetic fundus data set (Kaggle layout).
     Synth(SynthArgs),
@@ -97,8 +97,15 @@ pub struct GcArgs {
 
 #[derive(Debug, Args)]
 pub struct AuditArgs {
-    /// Data root (layout detected: lab or Kaggle).
+    /// Data root (layout detected: lab or Kaggle; else say --source).
     pub root: PathBuf,
+    /// The folder's layout: lab, kaggle, or a preset (aptos, idrid, ddr). Default: detected.
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Keep the per-image report (audit.csv) and the repaired copies in this folder
+    /// (created). Without it they are written to a temporary folder, removed afterwards.
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<PathBuf>,
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
