@@ -58,6 +58,11 @@ pub fn load(
         }
     }
     let base_dir = path.parent().unwrap_or(Path::new("."));
+    for (key, _, node) in doc.entries.iter_mut() {
+        if key == "params" || key == "matrix" {
+            resolve_weight_paths(node, base_dir);
+        }
+    }
     let name = match doc.get("name") {
         Some(Node {
             value: Value::Str(s),
@@ -345,6 +350,41 @@ fn apply_override(doc: &mut Table, arg: &str) -> Result<(), SpecError> {
         }
     }
     Ok(())
+}
+
+/// `pretrained = "weights.safetensors"` is resolved as `dataset.root` is: against the
+/// experiment file's folder when written in the file, against the working directory when
+/// given with `--set`; made absolute either way, so that the run reads the same file from
+/// any working directory (and the cache key names it). Walks `[params]`, `[matrix]` axes
+/// and `matrix.include` tables.
+fn resolve_weight_paths(node: &mut Node, base: &Path) {
+    let Value::Table(t) = &mut node.value else { return };
+    for (key, _, value) in t.entries.iter_mut() {
+        if key == "pretrained" {
+            resolve_path(value, base);
+            if let Value::Array(items) = &mut value.value {
+                items.iter_mut().for_each(|i| resolve_path(i, base));
+            }
+        } else if let Value::Array(items) = &mut value.value {
+            items.iter_mut().for_each(|i| resolve_weight_paths(i, base));
+        } else {
+            resolve_weight_paths(value, base);
+        }
+    }
+}
+
+fn resolve_path(node: &mut Node, base: &Path) {
+    if let Value::Str(s) = &node.value {
+        if s.is_empty() {
+            return; // refused, with its origin, by params::validate
+        }
+        let p = PathBuf::from(s);
+        let p = match node.origin {
+            Origin::File { .. } if p.is_relative() => base.join(p),
+            _ => p,
+        };
+        node.value = Value::Str(dataset::absolute_path(&p).display().to_string());
+    }
 }
 
 #[cfg(test)]

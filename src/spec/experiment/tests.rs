@@ -186,3 +186,23 @@ fn csv_keys_are_checked_and_named() {
     let e = err(GOOD, &["dataset.source=aptos"]);
     assert!(e.message.contains("dataset.root is required for aptos"), "{e}");
 }
+
+#[test]
+fn pretrained_paths_resolve_like_the_dataset_root() {
+    let f = Fixture::new();
+    let text = GOOD
+        .replace("lr = 0.01", "lr = 0.01\npretrained = \"w/imagenet.safetensors\"")
+        + "[[matrix.include]]\nmodel = \"resnet18\"\npretrained = \"../x.pth\"\n";
+    let e = f.load(&text, &[]).unwrap_or_else(|e| panic!("{e}"));
+    let want = f.dir.path().join("w/imagenet.safetensors").display().to_string();
+    assert_eq!(e.params["pretrained"], serde_json::json!(want), "against the experiment file");
+    let inc = f.dir.path().parent().unwrap().join("x.pth").display().to_string();
+    let cells: Vec<_> = e.cells.iter().map(|c| c.params["pretrained"].clone()).collect();
+    assert!(cells.contains(&serde_json::json!(inc)), "matrix.include too: {cells:?}");
+    let cwd = std::env::current_dir().unwrap();
+    let e = f.load(GOOD, &["pretrained=rel.pth"]).unwrap();
+    assert_eq!(e.params["pretrained"], serde_json::json!(cwd.join("rel.pth").display().to_string()), "--set: cwd");
+    let e = f.load(GOOD, &["pretrained=true", "matrix.pretrained=[false, \"/abs/w.safetensors\"]"]).unwrap();
+    let values: Vec<_> = e.cells.iter().map(|c| c.params["pretrained"].clone()).collect();
+    assert!(values.contains(&serde_json::json!("/abs/w.safetensors")), "{values:?}");
+}
