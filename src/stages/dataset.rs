@@ -107,7 +107,11 @@ impl Stage for DatasetStage {
         .write(ctx.out, LISTING)?;
         Ok(format!(
             "{n} images ({kind} layout{}){}",
-            if base.is_some() { ", synthetic" } else { "" },
+            match spec.source {
+                Source::Preset(p) => format!(", {p} preset"),
+                _ if base.is_some() => ", synthetic".into(),
+                _ => String::new(),
+            },
             match d.excluded.len() {
                 0 => String::new(),
                 k => format!(", {k} left out by exclude_labels"),
