@@ -14,7 +14,19 @@ use common::{drpipe, ok, tiny_experiment};
 fn generated(dir: &Path, n: usize) -> Vec<(String, u8, Vec<u8>)> {
     let out = dir.join("synth");
     let n = n.to_string();
-    ok(drpipe(dir, &["synth", "--out", out.to_str().unwrap(), "--images", &n, "--size", "64", "-q"]));
+    ok(drpipe(
+        dir,
+        &[
+            "synth",
+            "--out",
+            out.to_str().unwrap(),
+            "--images",
+            &n,
+            "--size",
+            "64",
+            "-q",
+        ],
+    ));
     let labels = std::fs::read_to_string(out.join("trainLabels.csv")).unwrap();
     labels
         .lines()
@@ -30,18 +42,30 @@ fn generated(dir: &Path, n: usize) -> Vec<(String, u8, Vec<u8>)> {
 /// The photograph as a PNG; the generator's planted broken JPEGs stay as they are (a JPEG
 /// named .png, as happens in the wild: read by content).
 fn png(jpeg: &[u8]) -> Option<Vec<u8>> {
-    format::decode_rgb(jpeg).ok().map(|img| format::encode_png(&img).unwrap())
+    format::decode_rgb(jpeg)
+        .ok()
+        .map(|img| format::encode_png(&img).unwrap())
 }
 
 /// Runs the tiny quickstart on `sets` (one cell, one epoch); returns the cell's folder.
 fn run_one_cell(dir: &Path, sets: &[&str]) -> (PathBuf, String) {
     let exp = tiny_experiment(dir);
-    let mut args = vec!["run", exp.to_str().unwrap(), "--set", "matrix.class_weights=[\"none\"]", "--set", "epochs=1"];
+    let mut args = vec![
+        "run",
+        exp.to_str().unwrap(),
+        "--set",
+        "matrix.class_weights=[\"none\"]",
+        "--set",
+        "epochs=1",
+    ];
     for s in sets {
         args.extend(["--set", s]);
     }
     let out = ok(drpipe(dir, &args));
-    (dir.join("outputs/experiments/quickstart/cells/default"), out)
+    (
+        dir.join("outputs/experiments/quickstart/cells/default"),
+        out,
+    )
 }
 
 /// (image, status, reason) rows of a cell's audit.csv.
@@ -70,9 +94,16 @@ fn predictions(cell: &Path) -> Vec<(String, [f64; 5])> {
 
 /// `predict --cell` rows: path -> probabilities.
 fn predict(dir: &Path, cell: &Path, images: &[PathBuf]) -> Vec<(String, [f64; 5])> {
-    let mut args = vec!["predict".to_string(), "--cell".into(), cell.display().to_string()];
+    let mut args = vec![
+        "predict".to_string(),
+        "--cell".into(),
+        cell.display().to_string(),
+    ];
     args.extend(images.iter().map(|p| p.display().to_string()));
-    let out = ok(drpipe(dir, &args.iter().map(String::as_str).collect::<Vec<_>>()));
+    let out = ok(drpipe(
+        dir,
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    ));
     out.lines()
         .skip(1)
         .take_while(|l| !l.is_empty() && !l.starts_with("error"))
@@ -127,8 +158,14 @@ fn aptos_png_folder_trains_and_predict_reproduces_the_evaluate_stage() {
     assert!(iend.2.contains("IEND"), "{iend:?}");
     assert_eq!(cut.1, "dropped", "{cut:?}");
     assert!(cut.2.contains("truncated PNG"), "{cut:?}");
-    assert!(planted > 0, "the generator plants broken files: this test counts on one");
-    assert_eq!(rows.iter().filter(|r| r.1 == "ok").count(), 60 - 2 - planted);
+    assert!(
+        planted > 0,
+        "the generator plants broken files: this test counts on one"
+    );
+    assert_eq!(
+        rows.iter().filter(|r| r.1 == "ok").count(),
+        60 - 2 - planted
+    );
     // APTOS gives no patient ids: the stats stage says how it split.
     let stats = std::fs::read_to_string(cell.join("stats/summary.txt")).unwrap_or_default() + &out;
     assert!(stats.contains("own patient"), "{stats}");
@@ -136,13 +173,19 @@ fn aptos_png_folder_trains_and_predict_reproduces_the_evaluate_stage() {
     // predict --cell on the test PNGs gives the evaluate stage's probabilities.
     let expected = predictions(&cell);
     assert!(expected.len() >= 8, "{expected:?}");
-    let paths: Vec<PathBuf> = expected.iter().map(|(n, _)| images.join(format!("{n}.png"))).collect();
+    let paths: Vec<PathBuf> = expected
+        .iter()
+        .map(|(n, _)| images.join(format!("{n}.png")))
+        .collect();
     let got = predict(dir, &cell, &paths);
     assert_eq!(got.len(), expected.len());
     for ((path, p), (name, q)) in got.iter().zip(&expected) {
         assert!(path.contains(name.as_str()));
         for (a, b) in p.iter().zip(q) {
-            assert!((a - b).abs() < 2e-6, "{name}: predict {p:?}, evaluate {q:?}");
+            assert!(
+                (a - b).abs() < 2e-6,
+                "{name}: predict {p:?}, evaluate {q:?}"
+            );
         }
     }
 
@@ -179,24 +222,50 @@ fn idrid_folder_keeps_its_split_and_names_repeated_across_sets() {
     let (mut train_csv, mut test_csv) = (header.to_string(), header.to_string());
     let all = generated(dir, 60);
     for (i, (_, grade, jpeg)) in all.iter().enumerate() {
-        let (folder, csv, k) = if i < 44 { (&train_dir, &mut train_csv, i) } else { (&test_dir, &mut test_csv, i - 44) };
+        let (folder, csv, k) = if i < 44 {
+            (&train_dir, &mut train_csv, i)
+        } else {
+            (&test_dir, &mut test_csv, i - 44)
+        };
         let name = format!("IDRiD_{:03}", k + 1);
         std::fs::write(folder.join(format!("{name}.jpg")), jpeg).unwrap();
         csv.push_str(&format!("{name},{grade},0\n"));
     }
-    std::fs::write(gt.join("a. IDRiD_Disease Grading_Training Labels.csv"), train_csv).unwrap();
-    std::fs::write(gt.join("b. IDRiD_Disease Grading_Testing Labels.csv"), test_csv).unwrap();
+    std::fs::write(
+        gt.join("a. IDRiD_Disease Grading_Training Labels.csv"),
+        train_csv,
+    )
+    .unwrap();
+    std::fs::write(
+        gt.join("b. IDRiD_Disease Grading_Testing Labels.csv"),
+        test_csv,
+    )
+    .unwrap();
 
     let root_set = format!("dataset.root={}", root.display());
     let (cell, _) = run_one_cell(dir, &["dataset.source=idrid", &root_set]);
     let split = std::fs::read_to_string(cell.join("stats/split.csv")).unwrap();
     let test: Vec<&str> = split.lines().filter(|l| l.ends_with(",test")).collect();
     let audit = audit_rows(&cell);
-    let kept_test = audit.iter().filter(|r| r.2.contains(",test,") && r.1 != "dropped").count();
+    let kept_test = audit
+        .iter()
+        .filter(|r| r.2.contains(",test,") && r.1 != "dropped")
+        .count();
     assert!(kept_test >= 12, "{audit:?}");
-    assert_eq!(test.len(), kept_test, "IDRiD's own test set is the test split:\n{split}");
-    assert!(test.iter().all(|l| l.starts_with("IDRiD_0") && l.contains("@test")), "{test:?}");
-    assert!(split.contains("IDRiD_044,"), "a name only in the training set stays as written");
+    assert_eq!(
+        test.len(),
+        kept_test,
+        "IDRiD's own test set is the test split:\n{split}"
+    );
+    assert!(
+        test.iter()
+            .all(|l| l.starts_with("IDRiD_0") && l.contains("@test")),
+        "{test:?}"
+    );
+    assert!(
+        split.contains("IDRiD_044,"),
+        "a name only in the training set stays as written"
+    );
     assert_eq!(predictions(&cell).len(), kept_test);
 }
 
@@ -232,15 +301,28 @@ fn audit_command_reads_presets_keeps_its_report_only_when_asked() {
         ok(out)
     };
     let out = audit(&[]);
-    assert!(out.contains("ddr layout") && out.contains("--report DIR"), "{out}");
-    assert_eq!(std::fs::read_dir(&scratch).unwrap().count(), 0, "nothing left in the temporary folder");
+    assert!(
+        out.contains("ddr layout") && out.contains("--report DIR"),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&scratch).unwrap().count(),
+        0,
+        "nothing left in the temporary folder"
+    );
 
     let report = dir.join("report");
     audit(&["--report", report.to_str().unwrap()]);
     let csv = std::fs::read_to_string(report.join("audit.csv")).unwrap();
     assert_eq!(csv.lines().count(), 1 + 12, "{csv}");
-    let first = csv.lines().find(|l| l.starts_with(&format!("{}.jpg,", all[0].0))).unwrap();
-    assert!(first.contains("dropped") && first.contains("label 5"), "{first}");
+    let first = csv
+        .lines()
+        .find(|l| l.starts_with(&format!("{}.jpg,", all[0].0)))
+        .unwrap();
+    assert!(
+        first.contains("dropped") && first.contains("label 5"),
+        "{first}"
+    );
 
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_drpipe"))
         .args(["audit", root.to_str().unwrap(), "--source", "eyepacs2"])

@@ -4,12 +4,15 @@
 
 use super::{args::AuditArgs, CliError, CliResult, Env, EXIT_USAGE};
 use crate::cache::FileHasher;
-use crate::data::layout::{self, presets, Dataset, LayoutKind};
 use crate::data::audit;
+use crate::data::layout::{self, presets, Dataset, LayoutKind};
 
 fn load(args: &AuditArgs) -> Result<(String, Dataset), CliError> {
     let name = match &args.source {
-        None => return Ok(layout::detect(&args.root).and_then(|k| Ok((k.to_string(), layout::load(&args.root, k)?)))?),
+        None => {
+            return Ok(layout::detect(&args.root)
+                .and_then(|k| Ok((k.to_string(), layout::load(&args.root, k)?)))?)
+        }
         Some(s) => s.trim().to_ascii_lowercase(),
     };
     if let Some(csv) = presets::preset(&name) {
@@ -42,11 +45,13 @@ pub fn run(env: &Env, args: AuditArgs) -> CliResult {
     let scratch;
     let work = match &args.report {
         Some(dir) => {
-            std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
             dir.clone()
         }
         None => {
-            scratch = Scratch(std::env::temp_dir().join(format!("drpipe-audit-{}", std::process::id())));
+            scratch =
+                Scratch(std::env::temp_dir().join(format!("drpipe-audit-{}", std::process::id())));
             std::fs::create_dir_all(&scratch.0).map_err(anyhow::Error::from)?;
             scratch.0.clone()
         }
@@ -70,13 +75,18 @@ pub fn run(env: &Env, args: AuditArgs) -> CliResult {
     }
     let _ = hasher.save();
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report).map_err(anyhow::Error::from)?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).map_err(anyhow::Error::from)?
+        );
     } else {
         println!("{} ({kind} layout)", args.root.display());
         println!("{}", report.summary());
         match &args.report {
             Some(dir) => println!("per-image report: {}", dir.join("audit.csv").display()),
-            None => println!("per-image report and repaired copies: pass --report DIR to keep them"),
+            None => {
+                println!("per-image report and repaired copies: pass --report DIR to keep them")
+            }
         }
     }
     Ok(())

@@ -3,12 +3,12 @@
 
 use super::{args::PredictArgs, CliError, CliResult, Env, EXIT_FAILED, EXIT_USAGE};
 use crate::cache::Manifest;
-use crate::data::augment::test_transform;
 use crate::data::audit::as_audited;
+use crate::data::augment::test_transform;
 use crate::data::image_cache::{square_from_bytes, Preprocess};
-use anyhow::Context;
 use crate::model::{self, Arch};
 use crate::stages::images::cache_side;
+use anyhow::Context;
 use std::path::PathBuf;
 
 struct Resolved {
@@ -105,7 +105,8 @@ fn resolve(args: &PredictArgs) -> Result<Resolved, CliError> {
 /// with the audit's reason where it would be dropped.
 fn load_image(path: &std::path::Path, r: &Resolved) -> anyhow::Result<Vec<f32>> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let bytes = as_audited(bytes).map_err(|why| anyhow::anyhow!("the audit would drop it: {why}"))?;
+    let bytes =
+        as_audited(bytes).map_err(|why| anyhow::anyhow!("the audit would drop it: {why}"))?;
     let rgb = square_from_bytes(&bytes, r.cache_size, r.preprocess)?;
     let mut out = vec![0f32; 3 * (r.size * r.size) as usize];
     test_transform(&rgb, r.cache_size, r.size, &mut out);

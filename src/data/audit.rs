@@ -20,9 +20,9 @@ use serde::{Deserialize, Serialize};
 
 use super::format::{self, Format};
 use super::split::csv_field;
-use judge::{judge, repaired_bytes, Verdict};
 use super::Sample;
 use crate::Progress;
+use judge::{judge, repaired_bytes, Verdict};
 
 /// Bump when the rules change so old memo entries are not trusted.
 const MEMO_VERSION: &str = "audit-v2";
@@ -283,7 +283,12 @@ pub fn as_audited(bytes: Vec<u8>) -> Result<Vec<u8>, String> {
 fn copy_name(s: &Sample) -> String {
     let ext = s.path.extension().map(|e| e.to_string_lossy().into_owned());
     match ext {
-        Some(e) if !s.name.to_ascii_lowercase().ends_with(&format!(".{}", e.to_ascii_lowercase())) => {
+        Some(e)
+            if !s
+                .name
+                .to_ascii_lowercase()
+                .ends_with(&format!(".{}", e.to_ascii_lowercase())) =>
+        {
             format!("{}.{e}", s.name)
         }
         Some(_) => s.name.clone(),

@@ -163,7 +163,8 @@ pub fn write_raw(out_dir: &Path, size: u32, preprocess: Preprocess, pixels: &[u8
 /// single files (`drpipe predict`).
 pub fn decode_square(path: &Path, size: u32, preprocess: Preprocess) -> Result<Vec<u8>> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    square_from_bytes(&bytes, size, preprocess).with_context(|| format!("cannot decode {}", path.display()))
+    square_from_bytes(&bytes, size, preprocess)
+        .with_context(|| format!("cannot decode {}", path.display()))
 }
 
 /// [`decode_square`] on bytes already read (`drpipe predict` repairs them first, as the audit).

@@ -28,7 +28,10 @@ pub fn structure(bytes: &[u8]) -> Structure {
             return Structure::MissingIend;
         }
         let Some(head) = bytes.get(at..at + 8) else {
-            return Structure::Truncated { chunk: "(chunk header)".into(), at };
+            return Structure::Truncated {
+                chunk: "(chunk header)".into(),
+                at,
+            };
         };
         let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
         let chunk = String::from_utf8_lossy(&head[4..8]).into_owned();
@@ -38,7 +41,12 @@ pub fn structure(bytes: &[u8]) -> Structure {
         let Some(whole) = bytes.get(at..end) else {
             return Structure::Truncated { chunk, at };
         };
-        let stored = u32::from_be_bytes([whole[8 + len], whole[9 + len], whole[10 + len], whole[11 + len]]);
+        let stored = u32::from_be_bytes([
+            whole[8 + len],
+            whole[9 + len],
+            whole[10 + len],
+            whole[11 + len],
+        ]);
         if crc32fast::hash(&whole[4..8 + len]) != stored {
             return Structure::BadCrc { chunk, at };
         }
@@ -54,7 +62,8 @@ mod tests {
     use super::*;
 
     fn png() -> Vec<u8> {
-        let img = image::RgbImage::from_fn(24, 16, |x, y| image::Rgb([x as u8 * 9, y as u8 * 13, 7]));
+        let img =
+            image::RgbImage::from_fn(24, 16, |x, y| image::Rgb([x as u8 * 9, y as u8 * 13, 7]));
         super::super::format::encode_png(&img).unwrap()
     }
 

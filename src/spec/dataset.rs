@@ -35,7 +35,8 @@ impl Source {
     }
 }
 
-const SOURCES: &str = "\"synthetic\", \"lab\", \"kaggle\", \"csv\", \"aptos\", \"idrid\" or \"ddr\"";
+const SOURCES: &str =
+    "\"synthetic\", \"lab\", \"kaggle\", \"csv\", \"aptos\", \"idrid\" or \"ddr\"";
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct DatasetSpec {
@@ -79,7 +80,13 @@ pub const KEYS: &[&str] = &[
 ];
 
 /// Keys that only the csv source reads (`images` is its folder there, a count for synthetic).
-const CSV_KEYS: &[&str] = &["labels", "image_column", "label_column", "split_column", "extension"];
+const CSV_KEYS: &[&str] = &[
+    "labels",
+    "image_column",
+    "label_column",
+    "split_column",
+    "extension",
+];
 
 impl DatasetSpec {
     /// The values that identify this dataset (and so enter cache keys): only the keys that
@@ -96,9 +103,11 @@ impl DatasetSpec {
             Source::Lab => json!({ "source": "lab", "root": self.root_str() }),
             Source::Kaggle => json!({ "source": "kaggle", "root": self.root_str(),
                                        "test_fraction": self.test_fraction, "split_seed": self.split_seed }),
-            Source::Csv | Source::Preset(_) => json!({ "source": self.source.name(), "root": self.root_str(),
+            Source::Csv | Source::Preset(_) => {
+                json!({ "source": self.source.name(), "root": self.root_str(),
                                        "layout": self.csv, "test_fraction": self.test_fraction,
-                                       "split_seed": self.split_seed }),
+                                       "split_seed": self.split_seed })
+            }
         };
         v.as_object_mut()
             .expect("object")
@@ -150,7 +159,10 @@ pub fn parse(table: &Table, table_origin: &Origin, base: &Path) -> Result<Datase
             Value::Str(s) if s == "kaggle" => Source::Kaggle,
             Value::Str(s) if s == "csv" => Source::Csv,
             Value::Str(s) if presets::NAMES.contains(&s.as_str()) => Source::Preset(
-                presets::NAMES.iter().find(|p| **p == s).expect("just found"),
+                presets::NAMES
+                    .iter()
+                    .find(|p| **p == s)
+                    .expect("just found"),
             ),
             _ => {
                 return Err(SpecError::at(&n.origin, "unknown dataset.source")
@@ -219,8 +231,15 @@ pub fn parse(table: &Table, table_origin: &Origin, base: &Path) -> Result<Datase
         },
     };
     if source != Source::Csv {
-        if let Some((key, origin, _)) = table.entries.iter().find(|(k, ..)| CSV_KEYS.contains(&k.as_str())) {
-            return Err(SpecError::at(origin, format!("dataset.{key} is read only with source = \"csv\"")));
+        if let Some((key, origin, _)) = table
+            .entries
+            .iter()
+            .find(|(k, ..)| CSV_KEYS.contains(&k.as_str()))
+        {
+            return Err(SpecError::at(
+                origin,
+                format!("dataset.{key} is read only with source = \"csv\""),
+            ));
         }
     }
     let csv = csv_layout(table, table_origin, source)?;
@@ -261,60 +280,101 @@ pub fn absolute_path(p: &Path) -> PathBuf {
 fn string(table: &Table, key: &str) -> Result<Option<String>, SpecError> {
     match table.get(key) {
         None => Ok(None),
-        Some(Node { value: Value::Str(s), .. }) if !s.trim().is_empty() => Ok(Some(s.trim().to_string())),
-        Some(n) => Err(SpecError::at(&n.origin, format!("dataset.{key} must be a non-empty string"))),
+        Some(Node {
+            value: Value::Str(s),
+            ..
+        }) if !s.trim().is_empty() => Ok(Some(s.trim().to_string())),
+        Some(n) => Err(SpecError::at(
+            &n.origin,
+            format!("dataset.{key} must be a non-empty string"),
+        )),
     }
 }
 
 /// The columns of a csv source (all from the table), or a preset's (with its
 /// `exclude_labels` overridable).
-fn csv_layout(table: &Table, table_origin: &Origin, source: Source) -> Result<Option<CsvLayout>, SpecError> {
+fn csv_layout(
+    table: &Table,
+    table_origin: &Origin,
+    source: Source,
+) -> Result<Option<CsvLayout>, SpecError> {
     let exclude = match table.get("exclude_labels") {
         None => None,
-        Some(Node { value: Value::Array(items), origin }) => Some(
+        Some(Node {
+            value: Value::Array(items),
+            origin,
+        }) => Some(
             items
                 .iter()
                 .map(|n| match n.value {
                     Value::Int(i) => Ok(i),
-                    _ => Err(SpecError::at(origin, "dataset.exclude_labels must be a list of integers")),
+                    _ => Err(SpecError::at(
+                        origin,
+                        "dataset.exclude_labels must be a list of integers",
+                    )),
                 })
                 .collect::<Result<Vec<i64>, _>>()?,
         ),
-        Some(n) => return Err(SpecError::at(&n.origin, "dataset.exclude_labels must be a list of integers, e.g. [5]")),
+        Some(n) => {
+            return Err(SpecError::at(
+                &n.origin,
+                "dataset.exclude_labels must be a list of integers, e.g. [5]",
+            ))
+        }
     };
     let mut layout = match source {
         Source::Preset(name) => presets::preset(name).expect("parsed from presets::NAMES"),
         Source::Csv => {
             let need = |key: &str, example: &str| {
                 string(table, key)?.ok_or_else(|| {
-                    SpecError::at(table_origin, format!("source = \"csv\" needs dataset.{key}"))
-                        .help(format!("e.g. {key} = \"{example}\""))
+                    SpecError::at(
+                        table_origin,
+                        format!("source = \"csv\" needs dataset.{key}"),
+                    )
+                    .help(format!("e.g. {key} = \"{example}\""))
                 })
             };
             let images = match table.get("images") {
-                Some(Node { value: Value::Str(s), .. }) => s.clone(),
+                Some(Node {
+                    value: Value::Str(s),
+                    ..
+                }) => s.clone(),
                 Some(n) => {
-                    return Err(SpecError::at(&n.origin, "with source = \"csv\", dataset.images is the images folder (a string)")
-                        .help("e.g. images = \"train_images\" (relative to dataset.root)"))
+                    return Err(SpecError::at(
+                        &n.origin,
+                        "with source = \"csv\", dataset.images is the images folder (a string)",
+                    )
+                    .help("e.g. images = \"train_images\" (relative to dataset.root)"))
                 }
-                None => {
-                    return Err(SpecError::at(table_origin, "source = \"csv\" needs dataset.images")
-                        .help("the folder of the images, relative to dataset.root, e.g. images = \"images\""))
-                }
+                None => return Err(SpecError::at(
+                    table_origin,
+                    "source = \"csv\" needs dataset.images",
+                )
+                .help(
+                    "the folder of the images, relative to dataset.root, e.g. images = \"images\"",
+                )),
             };
             CsvLayout {
-                tables: vec![CsvTable { labels: need("labels", "labels.csv")?.into(), images: images.into(), split: None }],
+                tables: vec![CsvTable {
+                    labels: need("labels", "labels.csv")?.into(),
+                    images: images.into(),
+                    split: None,
+                }],
                 image_column: Column::Named(need("image_column", "image")?),
                 label_column: Column::Named(need("label_column", "grade")?),
                 split_column: string(table, "split_column")?.map(Column::Named),
-                extension: string(table, "extension")?.map(|e| e.trim_start_matches('.').to_string()),
+                extension: string(table, "extension")?
+                    .map(|e| e.trim_start_matches('.').to_string()),
                 exclude_labels: Vec::new(),
                 whitespace: false,
             }
         }
         _ => {
             if let Some(n) = table.get("exclude_labels") {
-                return Err(SpecError::at(&n.origin, "dataset.exclude_labels is read only by csv sources and presets"));
+                return Err(SpecError::at(
+                    &n.origin,
+                    "dataset.exclude_labels is read only by csv sources and presets",
+                ));
             }
             return Ok(None);
         }

@@ -358,7 +358,9 @@ fn apply_override(doc: &mut Table, arg: &str) -> Result<(), SpecError> {
 /// any working directory (and the cache key names it). Walks `[params]`, `[matrix]` axes
 /// and `matrix.include` tables.
 fn resolve_weight_paths(node: &mut Node, base: &Path) {
-    let Value::Table(t) = &mut node.value else { return };
+    let Value::Table(t) = &mut node.value else {
+        return;
+    };
     for (key, _, value) in t.entries.iter_mut() {
         if key == "pretrained" {
             resolve_path(value, base);

@@ -58,7 +58,13 @@ impl Stage for DatasetStage {
             return Ok(Vec::new());
         };
         let mut files = d.list_files.clone();
-        files.extend(d.train.iter().chain(&d.val).chain(&d.test).map(|s| s.path.clone()));
+        files.extend(
+            d.train
+                .iter()
+                .chain(&d.val)
+                .chain(&d.test)
+                .map(|s| s.path.clone()),
+        );
         Ok(files)
     }
 

@@ -51,4 +51,3 @@ pub fn ok(out: Output) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned() + &stderr
 }
-

@@ -132,4 +132,3 @@ pub(super) fn repaired_bytes(bytes: &[u8], format: Format) -> Vec<u8> {
     v.extend_from_slice(tail);
     v
 }
-

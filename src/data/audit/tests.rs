@@ -110,7 +110,11 @@ fn each_kind_of_file_gets_its_verdict_and_user_files_stay_untouched() {
         reason("gone")
     );
     assert!(reason("zero").starts_with("empty"));
-    assert!(reason("png").starts_with("truncated PNG"), "{}", reason("png"));
+    assert!(
+        reason("png").starts_with("truncated PNG"),
+        "{}",
+        reason("png")
+    );
     assert!(reason("missing").starts_with("missing"));
     assert!(
         reason("small").starts_with("too small: 8x40"),
@@ -249,7 +253,10 @@ fn hostile_bytes_are_verdicts_not_panics() {
     }
     // The same for the other formats, whose decoders are other code.
     let img = image::RgbImage::from_fn(24, 24, |x, y| image::Rgb([x as u8 * 9, y as u8 * 5, 60]));
-    for good in [format::encode_png(&img).unwrap(), format::encode_tiff(&img).unwrap()] {
+    for good in [
+        format::encode_png(&img).unwrap(),
+        format::encode_tiff(&img).unwrap(),
+    ] {
         for _ in 0..40 {
             let mut b = good.clone();
             for _ in 0..8 {
@@ -294,9 +301,22 @@ fn png_and_tiff_get_the_same_contract_as_jpeg() {
     let before = snapshot(d);
     let train: Vec<Sample> = files
         .iter()
-        .map(|(n, _)| Sample { name: n.to_string(), label: 1, path: d.join(n) })
+        .map(|(n, _)| Sample {
+            name: n.to_string(),
+            label: 1,
+            path: d.join(n),
+        })
         .collect();
-    let rep = audit(&train, &[], out.path(), memo.path(), 16, &hash_file, &Progress::hidden()).unwrap();
+    let rep = audit(
+        &train,
+        &[],
+        out.path(),
+        memo.path(),
+        16,
+        &hash_file,
+        &Progress::hidden(),
+    )
+    .unwrap();
     let got: Vec<(&str, AuditStatus, &str)> = rep
         .records
         .iter()
@@ -306,11 +326,19 @@ fn png_and_tiff_get_the_same_contract_as_jpeg() {
     let want = [
         ("ok.png", Ok, ""),
         ("noiend.png", Repaired, "truncated PNG: no IEND chunk"),
-        ("cut.png", Dropped, "truncated PNG: the file ends inside chunk IDAT"),
+        (
+            "cut.png",
+            Dropped,
+            "truncated PNG: the file ends inside chunk IDAT",
+        ),
         ("crc.png", Dropped, "damaged PNG: chunk IDAT"),
         ("ok.tif", Ok, ""),
         ("cut.tif", Dropped, "decode error (TIFF)"),
-        ("anim.gif", Dropped, "not an image drpipe reads: starts with 47 49 46 38"),
+        (
+            "anim.gif",
+            Dropped,
+            "not an image drpipe reads: starts with 47 49 46 38",
+        ),
     ];
     for ((n, st, reason), (wn, wst, wreason)) in got.iter().zip(want) {
         assert_eq!((*n, *st), (wn, wst), "{reason}");

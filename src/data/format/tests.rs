@@ -17,7 +17,10 @@ fn formats_are_told_by_content_and_lossless_ones_round_trip() {
     assert_eq!(decode_rgb(&tiff).unwrap(), img());
     assert_eq!(decode_rgb(&jpeg).unwrap().dimensions(), (20, 10));
     let e = decode_rgb(b"BM\x00\x00 a bitmap").unwrap_err();
-    assert!(e.starts_with("not an image drpipe reads: starts with 42 4D 00 00"), "{e}");
+    assert!(
+        e.starts_with("not an image drpipe reads: starts with 42 4D 00 00"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -32,7 +35,10 @@ fn a_header_claiming_a_huge_image_is_refused_before_allocation() {
     b.extend_from_slice(&ihdr);
     b.extend_from_slice(&crc32fast::hash(&ihdr).to_be_bytes());
     b.extend_from_slice(&super::super::png::IEND);
-    assert_eq!(super::super::png::structure(&b), super::super::png::Structure::Whole);
+    assert_eq!(
+        super::super::png::structure(&b),
+        super::super::png::Structure::Whole
+    );
     let e = decode_rgb(&b).unwrap_err();
     assert!(e.to_lowercase().contains("limit"), "{e}");
 }

@@ -110,17 +110,29 @@ fn empty_cache_opens() {
 #[test]
 fn png_and_tiff_decode_by_content_to_the_same_pixels() {
     let d = tempfile::tempdir().unwrap();
-    let img = image::RgbImage::from_fn(40, 30, |x, y| image::Rgb([(x * 6) as u8, (y * 8) as u8, 90]));
+    let img = image::RgbImage::from_fn(40, 30, |x, y| {
+        image::Rgb([(x * 6) as u8, (y * 8) as u8, 90])
+    });
     // Lossless formats, and names that lie about the content: the bytes decide.
     let png = d.path().join("a.jpeg");
     std::fs::write(&png, format::encode_png(&img).unwrap()).unwrap();
     let tiff = d.path().join("b.png");
     std::fs::write(&tiff, format::encode_tiff(&img).unwrap()).unwrap();
     let out = d.path().join("cache");
-    build(&[png.clone(), tiff.clone()], 12, Preprocess::None, &out, &Progress::hidden()).unwrap();
+    build(
+        &[png.clone(), tiff.clone()],
+        12,
+        Preprocess::None,
+        &out,
+        &Progress::hidden(),
+    )
+    .unwrap();
     let c = ImageCache::open(&out).unwrap();
     assert_eq!(c.image(0), c.image(1));
-    assert_eq!(c.image(0), &decode_square(&tiff, 12, Preprocess::None).unwrap()[..]);
+    assert_eq!(
+        c.image(0),
+        &decode_square(&tiff, 12, Preprocess::None).unwrap()[..]
+    );
     // Not constant: the gradient survived.
     assert!(c.image(0).iter().max() > Some(&100) && c.image(0).iter().min() < Some(&40));
 }

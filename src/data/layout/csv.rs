@@ -76,7 +76,10 @@ pub struct CsvLayout {
 /// Splits a CSV row on commas outside double quotes; cells trimmed and unquoted.
 fn fields(row: &str, whitespace: bool) -> Vec<String> {
     if whitespace {
-        return row.split_whitespace().map(|f| unquote(f).to_string()).collect();
+        return row
+            .split_whitespace()
+            .map(|f| unquote(f).to_string())
+            .collect();
     }
     let mut out = Vec::new();
     let (mut cell, mut quoted) = (String::new(), false);
@@ -106,7 +109,10 @@ fn position(col: &Column, header: Option<&[String]>, file: &Path, key: &str) -> 
                 anyhow::anyhow!(
                     "{}:1: no column `{name}` ({key}); the header has {}",
                     file.display(),
-                    h.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ")
+                    h.iter()
+                        .map(|c| format!("`{c}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )
             }),
         (Column::Named(name), None) => bail!(
@@ -116,7 +122,13 @@ fn position(col: &Column, header: Option<&[String]>, file: &Path, key: &str) -> 
     }
 }
 
-fn cell<'a>(row: &'a [String], i: usize, col: &Column, file: &Path, line: usize) -> Result<&'a str> {
+fn cell<'a>(
+    row: &'a [String],
+    i: usize,
+    col: &Column,
+    file: &Path,
+    line: usize,
+) -> Result<&'a str> {
     match row.get(i) {
         Some(v) => Ok(v.as_str()),
         None => bail!(
@@ -129,14 +141,21 @@ fn cell<'a>(row: &'a [String], i: usize, col: &Column, file: &Path, line: usize)
 
 /// A grade 0-4; integers written as `2.0` by spreadsheets are accepted.
 fn grade(s: &str) -> Option<i64> {
-    s.parse::<i64>()
-        .ok()
-        .or_else(|| s.parse::<f64>().ok().filter(|f| f.fract() == 0.0).map(|f| f as i64))
+    s.parse::<i64>().ok().or_else(|| {
+        s.parse::<f64>()
+            .ok()
+            .filter(|f| f.fract() == 0.0)
+            .map(|f| f as i64)
+    })
 }
 
 fn named_path(images: &Path, name: &str, extension: Option<&str>) -> PathBuf {
     match extension {
-        Some(ext) if !name.to_ascii_lowercase().ends_with(&format!(".{}", ext.to_ascii_lowercase())) => {
+        Some(ext)
+            if !name
+                .to_ascii_lowercase()
+                .ends_with(&format!(".{}", ext.to_ascii_lowercase())) =>
+        {
             images.join(format!("{name}.{ext}"))
         }
         Some(_) => images.join(name),
@@ -150,7 +169,10 @@ fn table_tag(table: &Table) -> String {
         Some(Split::Train) => "train".into(),
         Some(Split::Val) => "val".into(),
         Some(Split::Test) => "test".into(),
-        None => table.labels.file_stem().map_or("table".into(), |s| s.to_string_lossy().into_owned()),
+        None => table
+            .labels
+            .file_stem()
+            .map_or("table".into(), |s| s.to_string_lossy().into_owned()),
     }
 }
 
@@ -177,7 +199,10 @@ fn qualify_repeated_names(tables: &mut [(String, Vec<(Option<Split>, Sample)>)])
 /// Reads every table of `layout` under `root` into one [`Dataset`].
 pub fn load(root: &Path, layout: &CsvLayout) -> Result<Dataset> {
     if !root.is_dir() {
-        bail!("data folder {} does not exist or is not a folder", root.display());
+        bail!(
+            "data folder {} does not exist or is not a folder",
+            root.display()
+        );
     }
     let mut d = Dataset {
         kind: LayoutKind::Csv,
@@ -198,7 +223,11 @@ pub fn load(root: &Path, layout: &CsvLayout) -> Result<Dataset> {
             bail!("label file {} is missing", file.display());
         }
         if !images.is_dir() {
-            bail!("images folder {} is missing (named with the labels in {})", images.display(), file.display());
+            bail!(
+                "images folder {} is missing (named with the labels in {})",
+                images.display(),
+                file.display()
+            );
         }
         let mut lines = read_lines(&file)?.into_iter();
         let header: Option<Vec<String>> = if layout.whitespace {
@@ -236,8 +265,15 @@ pub fn load(root: &Path, layout: &CsvLayout) -> Result<Dataset> {
             let path = named_path(&images, name, layout.extension.as_deref());
             let label = match grade(raw) {
                 Some(g) if excluded.contains(&g) => {
-                    let s = Sample { name: name.to_string(), label: g.clamp(0, 255) as u8, path };
-                    d.excluded.push((s, format!("excluded: label {g} is in dataset.exclude_labels")));
+                    let s = Sample {
+                        name: name.to_string(),
+                        label: g.clamp(0, 255) as u8,
+                        path,
+                    };
+                    d.excluded.push((
+                        s,
+                        format!("excluded: label {g} is in dataset.exclude_labels"),
+                    ));
                     continue;
                 }
                 Some(g) if (0..NUM_CLASSES as i64).contains(&g) => g as u8,
@@ -249,7 +285,14 @@ pub fn load(root: &Path, layout: &CsvLayout) -> Result<Dataset> {
                     NUM_CLASSES - 1
                 ),
             };
-            rows.push((split, Sample { name: name.to_string(), label, path }));
+            rows.push((
+                split,
+                Sample {
+                    name: name.to_string(),
+                    label,
+                    path,
+                },
+            ));
         }
         let samples: Vec<Sample> = rows.iter().map(|(_, s)| s.clone()).collect();
         check_unique(&samples, &file)?;

@@ -141,7 +141,10 @@ fn csv_source_and_presets_parse_into_layouts() {
     );
     let e = f.load(&csv, &[]).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(e.dataset.source, Source::Csv);
-    assert_eq!(e.dataset.root.as_deref(), Some(f.dir.path().join("data").as_path()));
+    assert_eq!(
+        e.dataset.root.as_deref(),
+        Some(f.dir.path().join("data").as_path())
+    );
     let l = e.dataset.csv.as_ref().unwrap();
     assert_eq!(l.tables[0].labels, Path::new("meta.csv"));
     assert_eq!(l.tables[0].images, Path::new("photos"));
@@ -154,11 +157,23 @@ fn csv_source_and_presets_parse_into_layouts() {
     assert_ne!(e.dataset.canonical(), other.dataset.canonical());
 
     // A preset is two --set flags away from the synthetic quickstart.
-    let e = f.load(GOOD, &["dataset.source=ddr", "dataset.root=/data/DR_grading"]).unwrap();
+    let e = f
+        .load(
+            GOOD,
+            &["dataset.source=ddr", "dataset.root=/data/DR_grading"],
+        )
+        .unwrap();
     assert_eq!(e.dataset.source, Source::Preset("ddr"));
     assert_eq!(e.dataset.csv.as_ref().unwrap().exclude_labels, [5]);
     let e = f
-        .load(GOOD, &["dataset.source=aptos", "dataset.root=/a", "dataset.exclude_labels=[4]"])
+        .load(
+            GOOD,
+            &[
+                "dataset.source=aptos",
+                "dataset.root=/a",
+                "dataset.exclude_labels=[4]",
+            ],
+        )
         .unwrap();
     assert_eq!(e.dataset.csv.as_ref().unwrap().exclude_labels, [4]);
 }
@@ -173,36 +188,98 @@ fn csv_keys_are_checked_and_named() {
     assert!(e.message.contains("needs dataset.label_column"), "{e}");
     assert_eq!(e.location, "DIR/exp.toml:2:1");
 
-    let e = err(&format!("{csv}\nlabel_column = \"g\"").replace("images = \"img\"", "images = 3"), &[]);
-    assert!(e.message.contains("dataset.images is the images folder"), "{e}");
+    let e = err(
+        &format!("{csv}\nlabel_column = \"g\"").replace("images = \"img\"", "images = 3"),
+        &[],
+    );
+    assert!(
+        e.message.contains("dataset.images is the images folder"),
+        "{e}"
+    );
     assert_eq!(e.location, "DIR/exp.toml:6:10");
 
-    let e = err(&GOOD.replace("images = 40", "images = 40\nlabel_column = \"g\""), &[]);
+    let e = err(
+        &GOOD.replace("images = 40", "images = 40\nlabel_column = \"g\""),
+        &[],
+    );
     assert!(e.message.contains("read only with source = \"csv\""), "{e}");
 
-    let e = err(&GOOD.replace("images = 40", "images = 40\nexclude_labels = [5]"), &[]);
-    assert!(e.message.contains("exclude_labels is read only by csv sources"), "{e}");
+    let e = err(
+        &GOOD.replace("images = 40", "images = 40\nexclude_labels = [5]"),
+        &[],
+    );
+    assert!(
+        e.message
+            .contains("exclude_labels is read only by csv sources"),
+        "{e}"
+    );
 
     let e = err(GOOD, &["dataset.source=aptos"]);
-    assert!(e.message.contains("dataset.root is required for aptos"), "{e}");
+    assert!(
+        e.message.contains("dataset.root is required for aptos"),
+        "{e}"
+    );
 }
 
 #[test]
 fn pretrained_paths_resolve_like_the_dataset_root() {
     let f = Fixture::new();
-    let text = GOOD
-        .replace("lr = 0.01", "lr = 0.01\npretrained = \"w/imagenet.safetensors\"")
-        + "[[matrix.include]]\nmodel = \"resnet18\"\npretrained = \"../x.pth\"\n";
+    let text = GOOD.replace(
+        "lr = 0.01",
+        "lr = 0.01\npretrained = \"w/imagenet.safetensors\"",
+    ) + "[[matrix.include]]\nmodel = \"resnet18\"\npretrained = \"../x.pth\"\n";
     let e = f.load(&text, &[]).unwrap_or_else(|e| panic!("{e}"));
-    let want = f.dir.path().join("w/imagenet.safetensors").display().to_string();
-    assert_eq!(e.params["pretrained"], serde_json::json!(want), "against the experiment file");
-    let inc = f.dir.path().parent().unwrap().join("x.pth").display().to_string();
-    let cells: Vec<_> = e.cells.iter().map(|c| c.params["pretrained"].clone()).collect();
-    assert!(cells.contains(&serde_json::json!(inc)), "matrix.include too: {cells:?}");
+    let want = f
+        .dir
+        .path()
+        .join("w/imagenet.safetensors")
+        .display()
+        .to_string();
+    assert_eq!(
+        e.params["pretrained"],
+        serde_json::json!(want),
+        "against the experiment file"
+    );
+    let inc = f
+        .dir
+        .path()
+        .parent()
+        .unwrap()
+        .join("x.pth")
+        .display()
+        .to_string();
+    let cells: Vec<_> = e
+        .cells
+        .iter()
+        .map(|c| c.params["pretrained"].clone())
+        .collect();
+    assert!(
+        cells.contains(&serde_json::json!(inc)),
+        "matrix.include too: {cells:?}"
+    );
     let cwd = std::env::current_dir().unwrap();
     let e = f.load(GOOD, &["pretrained=rel.pth"]).unwrap();
-    assert_eq!(e.params["pretrained"], serde_json::json!(cwd.join("rel.pth").display().to_string()), "--set: cwd");
-    let e = f.load(GOOD, &["pretrained=true", "matrix.pretrained=[false, \"/abs/w.safetensors\"]"]).unwrap();
-    let values: Vec<_> = e.cells.iter().map(|c| c.params["pretrained"].clone()).collect();
-    assert!(values.contains(&serde_json::json!("/abs/w.safetensors")), "{values:?}");
+    assert_eq!(
+        e.params["pretrained"],
+        serde_json::json!(cwd.join("rel.pth").display().to_string()),
+        "--set: cwd"
+    );
+    let e = f
+        .load(
+            GOOD,
+            &[
+                "pretrained=true",
+                "matrix.pretrained=[false, \"/abs/w.safetensors\"]",
+            ],
+        )
+        .unwrap();
+    let values: Vec<_> = e
+        .cells
+        .iter()
+        .map(|c| c.params["pretrained"].clone())
+        .collect();
+    assert!(
+        values.contains(&serde_json::json!("/abs/w.safetensors")),
+        "{values:?}"
+    );
 }

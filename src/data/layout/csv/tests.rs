@@ -28,12 +28,21 @@ fn fields_split_on_commas_outside_quotes_and_drop_trailing_empties() {
 #[test]
 fn aptos_preset_reads_png_names_without_extension() {
     let d = tempfile::tempdir().unwrap();
-    write(&d.path().join("train.csv"), "id_code,diagnosis\n000c1434d8d7,2\n001639a390f0,4\n");
+    write(
+        &d.path().join("train.csv"),
+        "id_code,diagnosis\n000c1434d8d7,2\n001639a390f0,4\n",
+    );
     std::fs::create_dir_all(d.path().join("train_images")).unwrap();
     let ds = load(d.path(), &preset("aptos").unwrap()).unwrap();
     assert_eq!(names(&ds.train), [("000c1434d8d7", 2), ("001639a390f0", 4)]);
-    assert_eq!(ds.train[0].path, d.path().join("train_images/000c1434d8d7.png"));
-    assert!(ds.test.is_empty() && ds.val.is_empty(), "APTOS has no test labels: drpipe draws them");
+    assert_eq!(
+        ds.train[0].path,
+        d.path().join("train_images/000c1434d8d7.png")
+    );
+    assert!(
+        ds.test.is_empty() && ds.val.is_empty(),
+        "APTOS has no test labels: drpipe draws them"
+    );
     assert_eq!(ds.list_files, [d.path().join("train.csv")]);
 }
 
@@ -57,7 +66,9 @@ fn idrid_preset_trims_header_spaces_and_keeps_its_split() {
     assert_eq!(names(&ds.test), [("IDRiD_001@test", 4)]);
     assert_eq!(
         ds.test[0].path,
-        d.path().join(presets::IDRID_TEST_IMAGES).join("IDRiD_001.jpg")
+        d.path()
+            .join(presets::IDRID_TEST_IMAGES)
+            .join("IDRiD_001.jpg")
     );
 }
 
@@ -67,12 +78,22 @@ fn ddr_preset_excludes_ungradable_and_finds_the_extension() {
     write(&d.path().join("train.txt"), "a.jpg 0\nb.jpg 5\nc 2\n");
     write(&d.path().join("valid.txt"), "v.jpg 1\n");
     write(&d.path().join("test.txt"), "t.jpg 4\n");
-    for (dir, f) in [("train", "a.jpg"), ("train", "b.jpg"), ("train", "c.png"), ("valid", "v.jpg"), ("test", "t.jpg")] {
+    for (dir, f) in [
+        ("train", "a.jpg"),
+        ("train", "b.jpg"),
+        ("train", "c.png"),
+        ("valid", "v.jpg"),
+        ("test", "t.jpg"),
+    ] {
         touch(&d.path().join(dir), f);
     }
     let ds = load(d.path(), &preset("ddr").unwrap()).unwrap();
     assert_eq!(names(&ds.train), [("a.jpg", 0), ("c", 2)]);
-    assert_eq!(ds.train[1].path, d.path().join("train/c.png"), "extension found by trying");
+    assert_eq!(
+        ds.train[1].path,
+        d.path().join("train/c.png"),
+        "extension found by trying"
+    );
     assert_eq!(names(&ds.val), [("v.jpg", 1)]);
     assert_eq!(names(&ds.test), [("t.jpg", 4)]);
     assert_eq!(ds.excluded.len(), 1);
@@ -82,7 +103,11 @@ fn ddr_preset_excludes_ungradable_and_finds_the_extension() {
 
 fn custom(labels: &str) -> CsvLayout {
     CsvLayout {
-        tables: vec![Table { labels: labels.into(), images: "img".into(), split: None }],
+        tables: vec![Table {
+            labels: labels.into(),
+            images: "img".into(),
+            split: None,
+        }],
         image_column: Column::Named("file".into()),
         label_column: Column::Named("dr".into()),
         split_column: Some(Column::Named("set".into())),
@@ -102,7 +127,11 @@ fn split_column_maps_usual_spellings() {
     );
     let ds = load(d.path(), &custom("m.csv")).unwrap();
     assert_eq!(names(&ds.train), [("p1.tif", 1)]);
-    assert_eq!(ds.train[0].path, d.path().join("img/p1.tif"), "extension not doubled");
+    assert_eq!(
+        ds.train[0].path,
+        d.path().join("img/p1.tif"),
+        "extension not doubled"
+    );
     assert_eq!(names(&ds.val), [("p2", 2)]);
     assert_eq!(ds.val[0].path, d.path().join("img/p2.tif"));
     assert_eq!(names(&ds.test), [("p3", 0)]);
@@ -116,15 +145,24 @@ fn errors_name_file_line_and_column() {
 
     write(&m, "file,grade,set\np1,1,train\n");
     let e = err(load(d.path(), &custom("m.csv")));
-    assert!(e.contains("m.csv:1: no column `dr` (label_column)") && e.contains("`grade`"), "{e}");
+    assert!(
+        e.contains("m.csv:1: no column `dr` (label_column)") && e.contains("`grade`"),
+        "{e}"
+    );
 
     write(&m, "file,dr,set\np1,1,train\np2,7,test\n");
     let e = err(load(d.path(), &custom("m.csv")));
-    assert!(e.contains("m.csv:3: label \"7\" in column `dr`") && e.contains("exclude_labels"), "{e}");
+    assert!(
+        e.contains("m.csv:3: label \"7\" in column `dr`") && e.contains("exclude_labels"),
+        "{e}"
+    );
 
     write(&m, "file,dr,set\np1,1,holdout\n");
     let e = err(load(d.path(), &custom("m.csv")));
-    assert!(e.contains("m.csv:2: split \"holdout\" in column `set`"), "{e}");
+    assert!(
+        e.contains("m.csv:2: split \"holdout\" in column `set`"),
+        "{e}"
+    );
 
     write(&m, "file,dr,set\np1,1\n");
     let e = err(load(d.path(), &custom("m.csv")));
@@ -135,23 +173,35 @@ fn errors_name_file_line_and_column() {
     assert!(e.contains("m.csv:2:"), "{e}");
 
     let e = err(load(d.path(), &custom("nope.csv")));
-    assert!(e.contains("label file") && e.contains("nope.csv is missing"), "{e}");
+    assert!(
+        e.contains("label file") && e.contains("nope.csv is missing"),
+        "{e}"
+    );
 
     let mut l = custom("m.csv");
     l.tables[0].images = "pics".into();
     write(&m, "file,dr,set\np1,1,train\n");
     let e = err(load(d.path(), &l));
-    assert!(e.contains("images folder") && e.contains("pics is missing"), "{e}");
+    assert!(
+        e.contains("images folder") && e.contains("pics is missing"),
+        "{e}"
+    );
 }
 
 #[test]
 fn duplicate_names_and_val_without_test_are_refused() {
     let d = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(d.path().join("img")).unwrap();
-    write(&d.path().join("m.csv"), "file,dr,set\np1,1,train\np1,2,test\n");
+    write(
+        &d.path().join("m.csv"),
+        "file,dr,set\np1,1,train\np1,2,test\n",
+    );
     let e = err(load(d.path(), &custom("m.csv")));
     assert!(e.contains("p1"), "{e}");
-    write(&d.path().join("m.csv"), "file,dr,set\np1,1,train\np2,2,val\n");
+    write(
+        &d.path().join("m.csv"),
+        "file,dr,set\np1,1,train\np2,2,val\n",
+    );
     let e = err(load(d.path(), &custom("m.csv")));
     assert!(e.contains("marked val but none test"), "{e}");
 }
