@@ -114,18 +114,9 @@ impl AuditReport {
     /// Rewrites `out_dir/audit.csv`.
     pub fn add_excluded(&mut self, excluded: &[Sample], out_dir: &Path) -> Result<()> {
         for s in excluded {
-            self.records.push(AuditRecord {
-                image: s.name.clone(),
-                split: String::new(),
-                status: AuditStatus::Dropped,
-                reason: format!("excluded: label {} is in dataset.exclude_labels", s.label),
-                width: 0,
-                height: 0,
-                bytes: 0,
-                hash: String::new(),
-                path: s.path.clone(),
-                label: s.label,
-            });
+            let mut rec = dropped_record(s, "");
+            rec.reason = format!("excluded: label {} is in dataset.exclude_labels", s.label);
+            self.records.push(rec);
             self.dropped += 1;
         }
         write_csv(&out_dir.join("audit.csv"), &self.records)
@@ -173,15 +164,9 @@ impl Memo<'_> {
     }
 }
 
-fn audit_one(
-    s: &Sample,
-    split: &str,
-    repaired_dir: &Path,
-    memo: &Memo,
-    hash_of: &HashFn<'_>,
-    decoded: &AtomicUsize,
-) -> AuditRecord {
-    let mut rec = AuditRecord {
+/// A record for `s` that says dropped, with no reason or size yet.
+fn dropped_record(s: &Sample, split: &str) -> AuditRecord {
+    AuditRecord {
         image: s.name.clone(),
         split: split.to_string(),
         status: AuditStatus::Dropped,
@@ -192,7 +177,18 @@ fn audit_one(
         hash: String::new(),
         path: s.path.clone(),
         label: s.label,
-    };
+    }
+}
+
+fn audit_one(
+    s: &Sample,
+    split: &str,
+    repaired_dir: &Path,
+    memo: &Memo,
+    hash_of: &HashFn<'_>,
+    decoded: &AtomicUsize,
+) -> AuditRecord {
+    let mut rec = dropped_record(s, split);
     let meta = match std::fs::metadata(&s.path) {
         Ok(m) if m.is_file() => m,
         Ok(_) => return with_reason(rec, "not a file"),
