@@ -10,8 +10,13 @@ use crate::data::layout::{self, presets, Dataset, LayoutKind};
 fn load(args: &AuditArgs) -> Result<(String, Dataset), CliError> {
     let name = match &args.source {
         None => {
-            return Ok(layout::detect(&args.root)
-                .and_then(|k| Ok((k.to_string(), layout::load(&args.root, k)?)))?)
+            let kind = layout::detect(&args.root).map_err(|e| {
+                anyhow::anyhow!(
+                    "{e:#}; for a public set, say which: --source {}",
+                    presets::NAMES.join("|")
+                )
+            })?;
+            return Ok((kind.to_string(), layout::load(&args.root, kind)?));
         }
         Some(s) => s.trim().to_ascii_lowercase(),
     };

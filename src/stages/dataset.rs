@@ -26,9 +26,16 @@ fn load_real(spec: &DatasetSpec) -> Result<Option<layout::Dataset>> {
         (_, Some(csv)) => layout::csv::load(root, csv),
         (_, None) => anyhow::bail!("dataset.source = {} has no columns", spec.source.name()),
     };
+    // The hint to move the root only when the root is what is wrong: a bad row in a label
+    // file under the right root is named by the error itself.
+    let hint = if root.is_dir() {
+        ""
+    } else {
+        ": point it at the data with --set dataset.root=DIR"
+    };
     d.map(Some).with_context(|| {
         format!(
-            "dataset.root = {} (source = {}): point it at the data with --set dataset.root=DIR",
+            "dataset.root = {} (source = {}){hint}",
             root.display(),
             spec.source.name()
         )
