@@ -76,13 +76,12 @@ impl Row {
 fn samples(paths: &[PathBuf]) -> Vec<Sample> {
     paths
         .iter()
-        .map(|p| Sample {
-            name: p
+        .map(|p| {
+            let name = p
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            label: 0,
-            path: p.clone(),
+                .unwrap_or_default();
+            Sample::new(name, 0, p.clone())
         })
         .collect()
 }

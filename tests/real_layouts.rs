@@ -270,6 +270,64 @@ fn idrid_folder_keeps_its_split_and_names_repeated_across_sets() {
 }
 
 #[test]
+fn csv_patient_column_keeps_each_patients_eyes_on_one_side() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let root = dir.join("clinic");
+    std::fs::create_dir_all(root.join("photos")).unwrap();
+    // Names that say nothing of the patient; the patient is in its own column, as in
+    // hospital exports. The generator's fellow eyes share a patient and a look.
+    let mut csv = String::from("file,grade,subject\n");
+    let mut subject_of = std::collections::HashMap::new();
+    for (i, (name, grade, jpeg)) in generated(dir, 60).iter().enumerate() {
+        let file = format!("scan{:03}", (i * 37) % 61);
+        let subject = format!("S-{}", name.split('_').next().unwrap());
+        std::fs::write(root.join("photos").join(format!("{file}.jpeg")), jpeg).unwrap();
+        csv.push_str(&format!("{file},{grade},{subject}\n"));
+        subject_of.insert(file, subject);
+    }
+    std::fs::write(root.join("labels.csv"), csv).unwrap();
+    let root_set = format!("dataset.root={}", root.display());
+    let (cell, out) = run_one_cell(
+        dir,
+        &[
+            "dataset.source=csv",
+            &root_set,
+            "dataset.labels=labels.csv",
+            "dataset.images=photos",
+            "dataset.image_column=file",
+            "dataset.label_column=grade",
+            "dataset.patient_column=subject",
+        ],
+    );
+    assert!(out.contains(" patients (dataset.patient_column)"), "{out}");
+    let split = std::fs::read_to_string(cell.join("stats/split.csv")).unwrap();
+    assert_eq!(split.lines().next(), Some("image,label,split,patient"));
+    let mut side_of = std::collections::HashMap::new();
+    for l in split.lines().skip(1) {
+        let f: Vec<&str> = l.split(',').collect();
+        assert_eq!(f[3], subject_of[f[0]], "{l}");
+        let side = if f[2] == "test" { "test" } else { "train" };
+        assert_eq!(
+            *side_of.entry(f[3]).or_insert(side),
+            side,
+            "{} split:\n{split}",
+            f[3]
+        );
+    }
+    // Evaluation resamples those patients: they reach predictions.csv.
+    let text = std::fs::read_to_string(cell.join("evaluate/predictions.csv")).unwrap();
+    assert!(text.starts_with("image,label,pred,p0,p1,p2,p3,p4,patient\n"));
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    assert!(rows.len() >= 8);
+    assert!(rows.iter().all(|f| f[8] == subject_of[f[0]]), "{text}");
+}
+
+#[test]
 fn audit_command_reads_presets_keeps_its_report_only_when_asked() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();

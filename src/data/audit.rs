@@ -18,8 +18,8 @@ use anyhow::{Context, Result};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::csv_text::field as csv_field;
 use super::format::{self, Format};
-use super::split::csv_field;
 use super::Sample;
 use crate::Progress;
 use judge::{judge, repaired_bytes, Verdict};
@@ -123,15 +123,12 @@ impl AuditReport {
     }
 
     /// The usable samples of one split, pointing at the file to decode (repaired copy or not).
+    #[cfg(test)]
     pub fn kept(&self, split: &str) -> Vec<Sample> {
         self.records
             .iter()
             .filter(|r| r.split == split && r.status != AuditStatus::Dropped)
-            .map(|r| Sample {
-                name: r.image.clone(),
-                label: r.label,
-                path: r.path.clone(),
-            })
+            .map(|r| Sample::new(r.image.clone(), r.label, r.path.clone()))
             .collect()
     }
 }

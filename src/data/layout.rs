@@ -262,11 +262,7 @@ fn read_pair(root: &Path, img_list: &str, label_list: &str) -> Result<Vec<Sample
     let samples: Vec<Sample> = names
         .into_iter()
         .zip(labels)
-        .map(|((_, name), (_, label))| Sample {
-            path: image_path(root, &name),
-            name,
-            label,
-        })
+        .map(|((_, name), (_, label))| Sample::new(name.clone(), label, image_path(root, &name)))
         .collect();
     check_unique(&samples, &ip)?;
     Ok(samples)
@@ -359,11 +355,7 @@ fn load_kaggle(root: &Path) -> Result<Dataset> {
         };
         check_name(name).map_err(|e| anyhow::anyhow!("{}:{line}: {e}", lp.display()))?;
         let label = parse_label(level, &lp, *line)?;
-        train.push(Sample {
-            name: name.to_string(),
-            label,
-            path: image_path(&images, name),
-        });
+        train.push(Sample::new(*name, label, image_path(&images, name)));
     }
     check_unique(&train, &lp)?;
     Ok(Dataset {

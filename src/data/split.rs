@@ -1,7 +1,9 @@
 //! Patient-grouped, grade-stratified train/test split for layouts without a test list.
 //!
-//! Kaggle names are `PATIENT_left` / `PATIENT_right`: both eyes of a patient must land on the
-//! same side, or the test score leaks through the near-identical fellow eye.
+//! Both eyes of a patient must land on the same side, or the test score leaks through the
+//! near-identical fellow eye. The patient is the data set's own id where it gives one
+//! (`dataset.patient_column`), else read from Kaggle's `PATIENT_left` / `PATIENT_right` names
+//! ([`Sample::patient`]).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -9,6 +11,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
+use super::csv_text::field;
 use super::{Sample, NUM_CLASSES};
 use crate::rng::Rng;
 
@@ -35,7 +38,7 @@ pub fn patient_split(
     // BTreeMap: a deterministic patient order before the seeded shuffle.
     let mut patients: BTreeMap<&str, (u8, usize)> = BTreeMap::new();
     for s in samples {
-        let e = patients.entry(patient_of(&s.name)).or_insert((0, 0));
+        let e = patients.entry(s.patient()).or_insert((0, 0));
         e.0 = e.0.max(s.label);
         e.1 += 1;
     }
@@ -62,36 +65,39 @@ pub fn patient_split(
     samples
         .iter()
         .cloned()
-        .partition(|s| !test_patients.contains(patient_of(&s.name)))
+        .partition(|s| !test_patients.contains(s.patient()))
 }
 
-/// `image,label,split` with one row per sample: train rows first, then val, then test.
+/// `image,label,split` with one row per sample: train rows first, then val, then test; a
+/// `patient` column too when the data set names its patients.
 pub fn write_split_csv(
     path: &Path,
     train: &[Sample],
     val: &[Sample],
     test: &[Sample],
 ) -> Result<()> {
+    let with_patient = [train, val, test]
+        .iter()
+        .any(|rows| rows.iter().any(|s| s.patient.is_some()));
     let write = || -> std::io::Result<()> {
         let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
-        writeln!(f, "image,label,split")?;
+        writeln!(
+            f,
+            "image,label,split{}",
+            if with_patient { ",patient" } else { "" }
+        )?;
         for (rows, split) in [(train, "train"), (val, "val"), (test, "test")] {
             for s in rows {
-                writeln!(f, "{},{},{split}", csv_field(&s.name), s.label)?;
+                write!(f, "{},{},{split}", field(&s.name), s.label)?;
+                if with_patient {
+                    write!(f, ",{}", field(s.patient()))?;
+                }
+                writeln!(f)?;
             }
         }
         f.flush()
     };
     write().with_context(|| format!("cannot write split file {}", path.display()))
-}
-
-/// Quotes a field when it holds a comma, quote or newline (RFC 4180).
-pub(crate) fn csv_field(s: &str) -> std::borrow::Cow<'_, str> {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\"")).into()
-    } else {
-        s.into()
-    }
 }
 
 #[cfg(test)]
@@ -115,11 +121,7 @@ mod tests {
             };
             for (eye, label) in [("left", g), ("right", g2)] {
                 let name = format!("{p}_{eye}");
-                out.push(Sample {
-                    path: format!("{name}.jpeg").into(),
-                    name,
-                    label,
-                });
+                out.push(Sample::new(name.clone(), label, format!("{name}.jpeg")));
             }
         }
         out
@@ -173,6 +175,32 @@ mod tests {
         assert_eq!(lines.len(), 7);
         assert_eq!(lines[4], format!("1_right,{},val", all[3].label));
         assert_eq!(lines[5], format!("2_left,{},test", all[4].label));
-        assert_eq!(csv_field("a,b"), "\"a,b\"");
+    }
+
+    #[test]
+    fn a_patient_column_groups_images_whatever_their_names() {
+        // Names that say nothing of the patient (IDRiD, APTOS): the data set's ids decide.
+        let mut all = Vec::new();
+        for p in 0..400 {
+            for eye in 0..2 {
+                let mut s = Sample::new(format!("img{}", 2 * p + eye), (p % 5) as u8, "x.png");
+                s.patient = Some(format!("P{p}"));
+                all.push(s);
+            }
+        }
+        let (train, test) = patient_split(&all, 0.25, 7);
+        let tp: std::collections::HashSet<_> = train.iter().map(|s| s.patient()).collect();
+        assert!(test.iter().all(|s| !tp.contains(s.patient())));
+        assert!(test.len() % 2 == 0 && !test.is_empty());
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("split.csv");
+        write_split_csv(&p, &train, &[], &test).unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert_eq!(text.lines().next(), Some("image,label,split,patient"));
+        let first = &train[0];
+        assert_eq!(
+            text.lines().nth(1).unwrap(),
+            format!("{},{},train,{}", first.name, first.label, first.patient())
+        );
     }
 }

@@ -9,7 +9,6 @@
 //! point between seeds, the digit the tables print (see the test below).
 
 use super::{compute, Metrics};
-use crate::data::split::patient_of;
 use crate::rng::Rng;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -90,11 +89,12 @@ pub fn headline(m: &Metrics) -> [(&'static str, f64); HEADLINE] {
     std::array::from_fn(|k| (KEYS[k], values[k]))
 }
 
-/// Image indices grouped by patient (see [`patient_of`]), patients in name order.
-pub fn patient_groups(names: &[String]) -> Vec<Vec<usize>> {
+/// Image indices grouped by patient (`patients` holds each image's patient, as
+/// [`crate::data::Sample::patient`] resolves it), patients in id order.
+pub fn patient_groups(patients: &[String]) -> Vec<Vec<usize>> {
     let mut by: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-    for (i, n) in names.iter().enumerate() {
-        by.entry(patient_of(n)).or_default().push(i);
+    for (i, p) in patients.iter().enumerate() {
+        by.entry(p.as_str()).or_default().push(i);
     }
     by.into_values().collect()
 }
@@ -150,11 +150,11 @@ fn pick(labels: &[u8], probs: &[[f32; 5]], idx: &[usize]) -> (Vec<u8>, Vec<[f32;
 pub fn intervals(
     labels: &[u8],
     probs: &[&[[f32; 5]]],
-    names: &[String],
+    patients: &[String],
     b: usize,
     seed: u64,
 ) -> BTreeMap<String, Interval> {
-    let draws = resamples(&patient_groups(names), b, seed);
+    let draws = resamples(&patient_groups(patients), b, seed);
     let mut values: Vec<Vec<f64>> = vec![Vec::with_capacity(b); HEADLINE];
     for idx in &draws {
         let mut mean = [0.0; HEADLINE];
@@ -187,7 +187,7 @@ pub struct Pair<'a> {
 /// pooling).
 pub fn paired_differences(
     labels: &[u8],
-    names: &[String],
+    patients: &[String],
     pairs: &[Pair],
     b: usize,
     seed: u64,
@@ -214,7 +214,7 @@ pub fn paired_differences(
         acc
     };
     let estimate = mean_over_pairs(None);
-    let draws = resamples(&patient_groups(names), b, seed);
+    let draws = resamples(&patient_groups(patients), b, seed);
     let mut values: Vec<Vec<f64>> = vec![Vec::with_capacity(b); HEADLINE];
     for idx in &draws {
         for (k, d) in mean_over_pairs(Some(idx)).iter().enumerate() {

@@ -25,8 +25,9 @@ pub struct Replicate {
     /// "validation", "test" or "last epoch".
     pub selected_on: String,
     pub selected_epoch: Option<usize>,
-    /// Test predictions, in test order.
+    /// Test predictions, in test order, with each image's patient.
     pub names: Vec<String>,
+    pub patients: Vec<String>,
     pub labels: Vec<u8>,
     pub probs: Vec<[f32; 5]>,
 }
@@ -79,7 +80,7 @@ fn row(g: &[Replicate], resamples: usize) -> CellResult {
     let ci = bootstrap::intervals(
         &first.labels,
         &sets,
-        &first.names,
+        &first.patients,
         resamples,
         bootstrap::SEED,
     );
@@ -123,7 +124,7 @@ fn paired(
     resamples: usize,
 ) -> Option<BTreeMap<String, bootstrap::Difference>> {
     let (r0, m0) = (&reference[0], &model[0]);
-    if r0.names != m0.names || r0.labels != m0.labels {
+    if r0.names != m0.names || r0.labels != m0.labels || r0.patients != m0.patients {
         return None;
     }
     let pairs: Vec<Pair> = reference
@@ -136,7 +137,7 @@ fn paired(
         .collect();
     Some(bootstrap::paired_differences(
         &r0.labels,
-        &r0.names,
+        &r0.patients,
         &pairs,
         resamples,
         bootstrap::SEED,
@@ -254,6 +255,10 @@ mod tests {
             history: Vec::new(),
             selected_on: "validation".into(),
             selected_epoch: Some(2),
+            patients: names
+                .iter()
+                .map(|n| crate::data::split::patient_of(n).to_string())
+                .collect(),
             names,
             labels,
             probs,

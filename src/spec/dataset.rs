@@ -75,6 +75,7 @@ pub const KEYS: &[&str] = &[
     "image_column",
     "label_column",
     "split_column",
+    "patient_column",
     "extension",
     "exclude_labels",
 ];
@@ -85,6 +86,7 @@ const CSV_KEYS: &[&str] = &[
     "image_column",
     "label_column",
     "split_column",
+    "patient_column",
     "extension",
 ];
 
@@ -363,6 +365,7 @@ fn csv_layout(
                 image_column: Column::Named(need("image_column", "image")?),
                 label_column: Column::Named(need("label_column", "grade")?),
                 split_column: string(table, "split_column")?.map(Column::Named),
+                patient_column: string(table, "patient_column")?.map(Column::Named),
                 extension: string(table, "extension")?
                     .map(|e| e.trim_start_matches('.').to_string()),
                 exclude_labels: Vec::new(),

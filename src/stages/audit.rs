@@ -44,24 +44,21 @@ impl Stage for AuditStage {
             ctx.out.join("audit.json"),
             serde_json::to_vec_pretty(&report)?,
         )?;
-        let split_of: std::collections::HashMap<&str, &str> = listing
-            .items
-            .iter()
-            .map(|i| (i.name.as_str(), i.split.as_str()))
-            .collect();
+        let listed: std::collections::HashMap<&str, &Item> =
+            listing.items.iter().map(|i| (i.name.as_str(), i)).collect();
         let items = report
             .records
             .iter()
             .filter(|r| r.status != AuditStatus::Dropped)
-            .map(|r| Item {
-                name: r.image.clone(),
-                label: r.label,
-                split: split_of
-                    .get(r.image.as_str())
-                    .copied()
-                    .unwrap_or("")
-                    .to_string(),
-                file: relative_to(&r.path, ctx.out),
+            .map(|r| {
+                let from = listed.get(r.image.as_str());
+                Item {
+                    name: r.image.clone(),
+                    label: r.label,
+                    split: from.map_or(String::new(), |i| i.split.clone()),
+                    file: relative_to(&r.path, ctx.out),
+                    patient: from.and_then(|i| i.patient.clone()),
+                }
             })
             .collect();
         Listing {

@@ -100,6 +100,7 @@ impl Stage for DatasetStage {
                 Some(b) => relative_to(&s.path, b),
                 None => s.path.clone(),
             },
+            patient: s.patient.clone(),
         };
         // Kaggle has no test list: its split comes later, by patient.
         let has_test = !d.test.is_empty();

@@ -5,6 +5,8 @@
 
 use super::train::CachedSplit;
 use super::{Stage, StageCtx};
+use crate::data::csv_text::{self, field};
+use crate::data::split::patient_of;
 use crate::metrics::bootstrap::{self, Interval};
 use crate::metrics::Metrics;
 use crate::model::{self, Arch};
@@ -40,34 +42,53 @@ impl Evaluation {
     }
 }
 
-/// `predictions.csv` read back: image names, labels and probabilities, in test order.
+/// `predictions.csv` read back: image names, their patients, labels and probabilities, in
+/// test order.
 pub struct Predictions {
     pub names: Vec<String>,
+    pub patients: Vec<String>,
     pub labels: Vec<u8>,
     pub probs: Vec<[f32; 5]>,
 }
 
+const HEADER: &str = "image,label,pred,p0,p1,p2,p3,p4,patient";
+const OLD_HEADER: &str = "image,label,pred,p0,p1,p2,p3,p4";
+
+/// Reads `predictions.csv`; without a patient column (names unquoted, the patient in the
+/// name) the patient is read from the name.
 pub fn read_predictions(dir: &Path) -> Result<Predictions> {
     let path = dir.join(PREDICTIONS);
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read {}", path.display()))?;
     let mut out = Predictions {
         names: Vec::new(),
+        patients: Vec::new(),
         labels: Vec::new(),
         probs: Vec::new(),
     };
+    let with_patient = text.lines().next() == Some(HEADER);
     for (i, line) in text.lines().enumerate().skip(1) {
         let bad = || format!("{}:{}: malformed prediction row", path.display(), i + 1);
-        let f: Vec<&str> = line.rsplitn(8, ',').collect();
-        anyhow::ensure!(f.len() == 8, bad());
-        // rsplitn: the last fields first; the name (which may hold commas) is last.
+        // Fields in file order: name, label, pred, p0..p4 (and patient).
+        let f: Vec<String> = if with_patient {
+            csv_text::row(line)
+        } else {
+            // The name (which may hold commas, unquoted) is what is left on the left.
+            let mut f: Vec<String> = line.rsplitn(8, ',').map(str::to_string).collect();
+            f.reverse();
+            let patient = f.first().map(|n| patient_of(n).to_string());
+            f.extend(patient);
+            f
+        };
+        anyhow::ensure!(f.len() == 9, bad());
         let mut probs = [0f32; 5];
         for (k, p) in probs.iter_mut().enumerate() {
-            *p = f[4 - k].parse().with_context(bad)?;
+            *p = f[3 + k].parse().with_context(bad)?;
         }
-        out.labels.push(f[6].parse().with_context(bad)?);
-        out.names.push(f[7].to_string());
+        out.names.push(f[0].clone());
+        out.labels.push(f[1].parse().with_context(bad)?);
         out.probs.push(probs);
+        out.patients.push(f[8].clone());
     }
     Ok(out)
 }
@@ -108,14 +129,32 @@ impl Stage for EvaluateStage {
         ctx.progress.finish();
         let labels: Vec<u8> = test.labels.iter().copied().collect();
         let mut f = std::io::BufWriter::new(std::fs::File::create(ctx.out.join(PREDICTIONS))?);
-        writeln!(f, "image,label,pred,p0,p1,p2,p3,p4")?;
-        for ((name, label), p) in test.names.iter().zip(&labels).zip(&probs) {
+        // The patient column only where the data set names patients (else the name holds
+        // it): cached predictions of every other data set stay as they were.
+        let with_patient = test.named_patients;
+        writeln!(f, "{}", if with_patient { HEADER } else { OLD_HEADER })?;
+        for (i, p) in probs.iter().enumerate() {
             let pred = crate::metrics::argmax(p);
-            writeln!(
+            let name = &test.names[i];
+            write!(
                 f,
-                "{name},{label},{pred},{},{},{},{},{}",
-                p[0], p[1], p[2], p[3], p[4]
+                "{},{},{pred},{},{},{},{},{}",
+                if with_patient {
+                    field(name)
+                } else {
+                    name.into()
+                },
+                labels[i],
+                p[0],
+                p[1],
+                p[2],
+                p[3],
+                p[4]
             )?;
+            if with_patient {
+                write!(f, ",{}", field(&test.patients[i]))?;
+            }
+            writeln!(f)?;
         }
         // Probabilities at full f32 precision (shortest round trip): the report resamples
         // them, and rounding would tie scores that the AUC here tells apart.
@@ -124,7 +163,7 @@ impl Stage for EvaluateStage {
         let ci = bootstrap::intervals(
             &labels,
             &[&probs],
-            &test.names,
+            &test.patients,
             bootstrap::RESAMPLES,
             bootstrap::SEED,
         );
@@ -147,5 +186,41 @@ impl Stage for EvaluateStage {
             m.n,
             record.selected_on
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn predictions_read_back_with_patients_old_and_new() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join(PREDICTIONS);
+        // Before the patient column: unquoted names, the patient in the name.
+        std::fs::write(
+            &p,
+            "image,label,pred,p0,p1,p2,p3,p4\n7_left,2,2,0.1,0.1,0.6,0.1,0.1\na,b_right,0,0,1,0,0,0,0\n",
+        )
+        .unwrap();
+        let old = read_predictions(d.path()).unwrap();
+        assert_eq!(old.names, ["7_left", "a,b_right"]);
+        assert_eq!(old.patients, ["7", "a,b"]);
+        assert_eq!(old.labels, [2, 0]);
+        assert_eq!(old.probs[0][2], 0.6);
+        std::fs::write(
+            &p,
+            format!("{HEADER}\n\"x,1\",3,3,0,0,0,1,0,\"P \"\"9\"\"\"\n"),
+        )
+        .unwrap();
+        let new = read_predictions(d.path()).unwrap();
+        assert_eq!(
+            (new.names[0].as_str(), new.patients[0].as_str()),
+            ("x,1", "P \"9\"")
+        );
+        assert_eq!((new.labels[0], new.probs[0][3]), (3, 1.0));
+        std::fs::write(&p, format!("{HEADER}\nx,3,3,0,0\n")).unwrap();
+        let e = read_predictions(d.path()).err().unwrap().to_string();
+        assert!(e.contains("predictions.csv:2: malformed"), "{e}");
     }
 }

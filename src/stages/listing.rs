@@ -16,6 +16,9 @@ pub struct Item {
     pub split: String,
     /// Absolute, or relative to the entry that wrote the listing.
     pub file: PathBuf,
+    /// The data set's patient id (`dataset.patient_column`); absent, the name says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patient: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -59,6 +62,7 @@ impl Listing {
                 name: i.name.clone(),
                 label: i.label,
                 path: i.file.clone(),
+                patient: i.patient.clone(),
             })
             .collect()
     }

@@ -100,6 +100,7 @@ impl Stage for ReportStage {
                     .and_then(|e| e.as_u64())
                     .map(|e| e as usize),
                 names: predictions.names,
+                patients: predictions.patients,
                 labels: predictions.labels,
                 probs: predictions.probs,
             });

@@ -105,6 +105,7 @@ impl Stage for StatsStage {
             label: s.label,
             split: split.into(),
             file: s.path.clone(),
+            patient: s.patient.clone(),
         };
         let items = train
             .iter()
@@ -147,22 +148,43 @@ impl Stage for StatsStage {
             match stats.cross_split_duplicates.len() {
                 0 => String::new(),
                 n => format!("; WARNING: {n} image(s) in both train and test (see stats.json)"),
-            } + &one_patient_per_image(&[&train[..], &val[..], &test[..]].concat())
+            } + &patients_note(&train, &val, &test)
         ))
     }
 }
 
-/// Patients are read from `PATIENT_left` / `PATIENT_right` names; where no name pairs up,
-/// every image counts as its own patient, and a split by patient is then a split by image:
-/// said, because two eyes of one person on both sides would inflate the test score.
-fn one_patient_per_image(all: &[Sample]) -> String {
-    let patients: std::collections::HashSet<&str> =
-        all.iter().map(|s| split::patient_of(&s.name)).collect();
-    if patients.len() == all.len() && all.len() > 1 {
-        "; no PATIENT_left/PATIENT_right names: each image is taken as its own patient".into()
+/// How patients were found, said with the split: from `dataset.patient_column`, from
+/// `PATIENT_left` / `PATIENT_right` names, or not at all (every image its own patient, so a
+/// split by patient is a split by image, and two eyes of one person on both sides would
+/// inflate the test score). A data set's own lists that put a patient on both sides are
+/// kept as they are, with a warning.
+fn patients_note(train: &[Sample], val: &[Sample], test: &[Sample]) -> String {
+    use std::collections::HashSet;
+    let all = [train, val, test].concat();
+    let patients: HashSet<&str> = all.iter().map(Sample::patient).collect();
+    let mut note = if all.iter().any(|s| s.patient.is_some()) {
+        format!("; {} patients (dataset.patient_column)", patients.len())
+    } else if patients.len() == all.len() && all.len() > 1 {
+        "; no PATIENT_left/PATIENT_right names and no dataset.patient_column: each image is \
+         taken as its own patient"
+            .into()
     } else {
         String::new()
+    };
+    let held_out: HashSet<&str> = val.iter().chain(test).map(Sample::patient).collect();
+    let both = train
+        .iter()
+        .map(Sample::patient)
+        .collect::<HashSet<_>>()
+        .intersection(&held_out)
+        .count();
+    if both > 0 {
+        note += &format!(
+            "; WARNING: {both} patient(s) have images in train and in val/test (the data set's \
+             own lists), which inflates the test score"
+        );
     }
+    note
 }
 
 /// Byte-identical files across the split, by content hash (memoised: no file is re-read).

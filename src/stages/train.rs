@@ -20,22 +20,30 @@ pub struct CachedSplit {
     pub cache: Arc<ImageCache>,
     pub labels: Arc<Vec<u8>>,
     pub names: Vec<String>,
+    /// Each image's patient, for intervals that resample patients.
+    pub patients: Vec<String>,
+    /// Whether the patients are the data set's own ids (`dataset.patient_column`).
+    pub named_patients: bool,
 }
 
 impl CachedSplit {
     pub fn open(dir: &Path) -> Result<CachedSplit> {
         let cache = ImageCache::open(dir)?;
-        let index = read_index(&dir.join("index.csv"))?;
+        let super::images::Index {
+            rows: index,
+            named_patients,
+        } = read_index(&dir.join("index.csv"))?;
         anyhow::ensure!(
             index.len() == cache.len(),
             "{}: index and image cache disagree",
             dir.display()
         );
-        let (names, labels) = index.into_iter().unzip();
         Ok(CachedSplit {
+            named_patients,
             cache: Arc::new(cache),
-            labels: Arc::new(labels),
-            names,
+            labels: Arc::new(index.iter().map(|r| r.label).collect()),
+            names: index.iter().map(|r| r.name.clone()).collect(),
+            patients: index.into_iter().map(|r| r.patient).collect(),
         })
     }
 

@@ -13,11 +13,7 @@ fn fixture(w: u32, h: u32, seed: u8) -> Vec<u8> {
 }
 
 fn sample(dir: &Path, name: &str, label: u8) -> Sample {
-    Sample {
-        name: name.into(),
-        label,
-        path: dir.join(format!("{name}.jpeg")),
-    }
+    Sample::new(name, label, dir.join(format!("{name}.jpeg")))
 }
 
 fn snapshot(dir: &Path) -> Vec<(PathBuf, String)> {
@@ -291,11 +287,7 @@ fn png_and_tiff_get_the_same_contract_as_jpeg() {
     let before = snapshot(d);
     let train: Vec<Sample> = files
         .iter()
-        .map(|(n, _)| Sample {
-            name: n.to_string(),
-            label: 1,
-            path: d.join(n),
-        })
+        .map(|(n, _)| Sample::new(*n, 1, d.join(n)))
         .collect();
     let rep = audit(
         &train,

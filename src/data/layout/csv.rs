@@ -65,6 +65,11 @@ pub struct CsvLayout {
     pub label_column: Column,
     /// Values `train`/`val`/`test` (and their usual spellings) per row.
     pub split_column: Option<Column>,
+    /// The patient of each row, for splits and resamples that keep a patient's images
+    /// together; without it, patients are read from `PATIENT_left` / `PATIENT_right` names.
+    /// (Left out of the cache key when unset, so older keys stay valid.)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patient_column: Option<Column>,
     /// Appended to names without one (`"png"`); `None` tries the supported extensions.
     pub extension: Option<String>,
     /// Grades left out, listed by the audit as dropped (DDR's 5, ungradable).
@@ -245,6 +250,10 @@ pub fn load(root: &Path, layout: &CsvLayout) -> Result<Dataset> {
             Some(c) => Some((c, position(c, h, &file, "split_column")?)),
             None => None,
         };
+        let pc = match &layout.patient_column {
+            Some(c) => Some((c, position(c, h, &file, "patient_column")?)),
+            None => None,
+        };
         for (line, row) in lines {
             let row = fields(&row, layout.whitespace);
             let name = cell(&row, ic, &layout.image_column, &file, line)?;
@@ -262,14 +271,22 @@ pub fn load(root: &Path, layout: &CsvLayout) -> Result<Dataset> {
                 }
                 None => table.split,
             };
+            let patient = match pc {
+                Some((col, i)) => match cell(&row, i, col, &file, line)? {
+                    "" => bail!(
+                        "{}:{line}: column {col} (patient_column) is empty; every row needs its \
+                         patient, or the split could put one person's eyes on both sides",
+                        file.display()
+                    ),
+                    p => Some(p.to_string()),
+                },
+                None => None,
+            };
             let path = named_path(&images, name, layout.extension.as_deref());
             let label = match grade(raw) {
                 Some(g) if excluded.contains(&g) => {
-                    let s = Sample {
-                        name: name.to_string(),
-                        label: g.clamp(0, 255) as u8,
-                        path,
-                    };
+                    let mut s = Sample::new(name, g.clamp(0, 255) as u8, path);
+                    s.patient = patient;
                     d.excluded.push((
                         s,
                         format!("excluded: label {g} is in dataset.exclude_labels"),
@@ -285,14 +302,9 @@ pub fn load(root: &Path, layout: &CsvLayout) -> Result<Dataset> {
                     NUM_CLASSES - 1
                 ),
             };
-            rows.push((
-                split,
-                Sample {
-                    name: name.to_string(),
-                    label,
-                    path,
-                },
-            ));
+            let mut s = Sample::new(name, label, path);
+            s.patient = patient;
+            rows.push((split, s));
         }
         let samples: Vec<Sample> = rows.iter().map(|(_, s)| s.clone()).collect();
         check_unique(&samples, &file)?;

@@ -1,4 +1,10 @@
 use super::*;
+use crate::data::split::patient_of;
+
+/// Each image's patient, read from its Kaggle-style name.
+fn patients_of(names: &[String]) -> Vec<String> {
+    names.iter().map(|n| patient_of(n).to_string()).collect()
+}
 
 /// A fixed test set: 60 patients with two eyes each, the first ten with one eye, labels at
 /// roughly the study's shares and a model right about 70% of the time.
@@ -32,7 +38,7 @@ fn fixture(seed: u64) -> (Vec<String>, Vec<u8>, Vec<[f32; 5]>) {
 #[test]
 fn resampling_keeps_both_eyes_of_a_patient_together() {
     let (names, _, _) = fixture(1);
-    let groups = patient_groups(&names);
+    let groups = patient_groups(&patients_of(&names));
     assert_eq!(groups.len(), 60);
     for idx in resamples(&groups, 200, 5) {
         // As many patients as the test split has, so about as many images.
@@ -57,7 +63,7 @@ fn resampling_keeps_both_eyes_of_a_patient_together() {
 fn interval_covers_the_estimate_and_matches_a_plain_computation() {
     let (names, labels, probs) = fixture(2);
     let b = 2000;
-    let ci = intervals(&labels, &[&probs], &names, b, 7);
+    let ci = intervals(&labels, &[&probs], &patients_of(&names), b, 7);
     let point = compute(&labels, &probs);
     for (key, value) in headline(&point) {
         let i = ci[key];
@@ -104,8 +110,8 @@ fn interval_covers_the_estimate_and_matches_a_plain_computation() {
 #[test]
 fn interval_ends_are_stable_to_the_printed_digit() {
     let (names, labels, probs) = fixture(3);
-    let a = intervals(&labels, &[&probs], &names, RESAMPLES, 1);
-    let b = intervals(&labels, &[&probs], &names, RESAMPLES, 2);
+    let a = intervals(&labels, &[&probs], &patients_of(&names), RESAMPLES, 1);
+    let b = intervals(&labels, &[&probs], &patients_of(&names), RESAMPLES, 2);
     // Percentages are printed with one decimal, scores with three. Balanced accuracy and
     // the per-grade recalls of rare grades (a handful of patients here) move more.
     for (key, tol) in [
@@ -137,13 +143,13 @@ fn paired_differences_are_differences_of_the_marginals_on_each_resample() {
         reference: &reference,
         model: &model,
     }];
-    let d = paired_differences(&labels, &names, &pair, 500, 11);
+    let d = paired_differences(&labels, &patients_of(&names), &pair, 500, 11);
     let (ma, mb) = (compute(&labels, &reference), compute(&labels, &model));
     assert!((d["accuracy"].estimate - (mb.accuracy - ma.accuracy)).abs() < 1e-12);
     // On each resample, the difference is the model's metric minus the reference's: so the
     // difference's resampled values are exactly those, and their percentiles are the
     // interval.
-    let draws = resamples(&patient_groups(&names), 500, 11);
+    let draws = resamples(&patient_groups(&patients_of(&names)), 500, 11);
     let mut diffs: Vec<f64> = draws
         .iter()
         .map(|idx| {
@@ -160,7 +166,7 @@ fn paired_differences_are_differences_of_the_marginals_on_each_resample() {
         reference: &reference,
         model: &reference,
     }];
-    let zero = paired_differences(&labels, &names, &same, 100, 1);
+    let zero = paired_differences(&labels, &patients_of(&names), &same, 100, 1);
     assert!(zero
         .values()
         .all(|d| d.estimate == 0.0 && d.lo == 0.0 && d.hi == 0.0));
@@ -183,9 +189,9 @@ fn replicate_pairs_pool_within_seed_differences() {
             model: &m2,
         },
     ];
-    let pooled = paired_differences(&labels, &names, &pairs, 300, 3);
-    let one = paired_differences(&labels, &names, &pairs[..1], 300, 3);
-    let two = paired_differences(&labels, &names, &pairs[1..], 300, 3);
+    let pooled = paired_differences(&labels, &patients_of(&names), &pairs, 300, 3);
+    let one = paired_differences(&labels, &patients_of(&names), &pairs[..1], 300, 3);
+    let two = paired_differences(&labels, &patients_of(&names), &pairs[1..], 300, 3);
     let mean = 0.5 * (one["accuracy"].estimate + two["accuracy"].estimate);
     assert!((pooled["accuracy"].estimate - mean).abs() < 1e-12);
     // Averaging two noisy replicate differences narrows the interval, as it should.

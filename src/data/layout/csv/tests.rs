@@ -111,6 +111,7 @@ fn custom(labels: &str) -> CsvLayout {
         image_column: Column::Named("file".into()),
         label_column: Column::Named("dr".into()),
         split_column: Some(Column::Named("set".into())),
+        patient_column: None,
         extension: Some("tif".into()),
         exclude_labels: Vec::new(),
         whitespace: false,
@@ -135,6 +136,40 @@ fn split_column_maps_usual_spellings() {
     assert_eq!(names(&ds.val), [("p2", 2)]);
     assert_eq!(ds.val[0].path, d.path().join("img/p2.tif"));
     assert_eq!(names(&ds.test), [("p3", 0)]);
+}
+
+#[test]
+fn patient_column_is_carried_with_each_row() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(d.path().join("img")).unwrap();
+    let mut layout = custom("m.csv");
+    layout.split_column = None;
+    layout.patient_column = Some(Column::Named("patient".into()));
+    write(
+        &d.path().join("m.csv"),
+        "file,dr,patient\na,1,P 07\nb,2,\"P 07\"\nc,0,P9\n",
+    );
+    let ds = load(d.path(), &layout).unwrap();
+    let patients: Vec<_> = ds.train.iter().map(|s| s.patient()).collect();
+    assert_eq!(patients, ["P 07", "P 07", "P9"]);
+    // Without the column, names that say nothing make each image its own patient.
+    layout.patient_column = None;
+    let ds = load(d.path(), &layout).unwrap();
+    assert_eq!(ds.train[0].patient(), "a");
+    // A missing column or an empty cell is an error naming the place.
+    layout.patient_column = Some(Column::Named("subject".into()));
+    let e = err(load(d.path(), &layout));
+    assert!(
+        e.contains("m.csv:1: no column `subject` (patient_column)"),
+        "{e}"
+    );
+    write(&d.path().join("m.csv"), "file,patient,dr\na,P1,1\nb,,2\n");
+    layout.patient_column = Some(Column::Named("patient".into()));
+    let e = err(load(d.path(), &layout));
+    assert!(
+        e.contains("m.csv:3: column `patient` (patient_column) is empty"),
+        "{e}"
+    );
 }
 
 #[test]
