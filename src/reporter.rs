@@ -155,6 +155,20 @@ impl crate::exec::Listener for TerminalReporter {
                 self.clear_bar(id);
                 self.print(format!("  FAILED   {}: {error}", self.labels[id]));
             }
+            Event::Submitted { id, job, adopted } => self.line(format!(
+                "  {}  {} as job {job}",
+                if adopted { "adopted " } else { "queued  " },
+                self.labels[id]
+            )),
+            Event::Retrying {
+                id,
+                attempt,
+                reason,
+            } => self.print(format!(
+                "  retry    {} (attempt {attempt}): {reason}",
+                self.labels[id]
+            )),
+            Event::Note { message } => self.print(format!("  note     {message}")),
             Event::Skipped {
                 id,
                 failed_upstream,

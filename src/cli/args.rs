@@ -46,6 +46,28 @@ pub enum Command {
     Synth(SynthArgs),
     /// Grade images with a trained model; CSV on stdout.
     Predict(PredictArgs),
+    /// Where each stage instance of an experiment stands: cached, queued or running as a
+    /// job, failed (with its log), or to run; a training's epoch, last losses and ETA.
+    Status(StatusArgs),
+    /// Build one stage instance's entry (what a Slurm job runs).
+    #[command(hide = true)]
+    Job(JobArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub experiment: ExperimentArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct JobArgs {
+    #[command(flatten)]
+    pub experiment: ExperimentArgs,
+    #[arg(long)]
+    pub stage: String,
+    #[arg(long)]
+    pub key: String,
 }
 
 #[derive(Debug, Args)]
@@ -68,6 +90,14 @@ pub struct RunArgs {
     /// Stage instances to run at once (training uses all cores by itself).
     #[arg(long, short = 'j', default_value_t = 1, value_name = "N")]
     pub jobs: usize,
+    /// Where stage instances run: `local` (this process) or `slurm` (one job each; see
+    /// [executor.slurm] in the README). Default: the experiment's [executor] kind, else local.
+    #[arg(long, value_name = "KIND")]
+    pub executor: Option<crate::spec::executor::ExecutorKind>,
+    /// With --executor slurm: submit every job and return; `drpipe run` or `drpipe status`
+    /// later picks the run up.
+    #[arg(long)]
+    pub detach: bool,
 }
 
 #[derive(Debug, Args)]

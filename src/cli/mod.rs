@@ -3,10 +3,12 @@
 pub mod args;
 pub mod audit;
 pub mod gc;
+pub mod job;
 pub mod plan;
 pub mod predict;
 pub mod run;
 pub mod show;
+pub mod status;
 pub mod synth;
 
 use crate::cache::{FileHasher, Store};
@@ -67,6 +69,8 @@ pub fn dispatch(cli: args::Cli) -> i32 {
         args::Command::Audit(a) => audit::run(&env, a),
         args::Command::Synth(a) => synth::run(&env, a),
         args::Command::Predict(a) => predict::run(&env, a),
+        args::Command::Status(a) => status::run(&env, a),
+        args::Command::Job(a) => job::run(&env, a),
     };
     match result {
         Ok(()) => 0,

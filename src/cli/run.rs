@@ -1,9 +1,12 @@
 //! `drpipe run FILE`: plan, execute, then print the report table.
 
 use super::{args::RunArgs, load_experiment, CliError, CliResult, Env, EXIT_FAILED};
-use crate::exec::{self, ExecOptions};
+use crate::exec::local::Local;
+use crate::exec::slurm::Slurm;
+use crate::exec::{Executor, Run};
 use crate::plan;
 use crate::reporter::TerminalReporter;
+use crate::spec::executor::ExecutorKind;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -24,12 +27,31 @@ pub fn run(env: &Env, args: RunArgs) -> CliResult {
         to_run
     ));
     let reporter = Arc::new(TerminalReporter::new(&p, env.verbosity));
-    let opts = ExecOptions {
-        jobs: args.jobs,
+    let run = Run {
+        exp: &exp,
+        plan: &p,
+        registry: &registry,
+        store: &store,
+        hasher: &hasher,
         force: &a.force,
         outputs: &env.outputs,
     };
-    let outcome = exec::execute(&exp, &p, &registry, &store, &hasher, &opts, reporter);
+    let kind = args.executor.or(exp.executor.kind).unwrap_or_default();
+    if args.detach && kind != ExecutorKind::Slurm {
+        return Err(CliError {
+            message: "error: --detach needs a scheduler: add --executor slurm".into(),
+            code: super::EXIT_USAGE,
+        });
+    }
+    let executor: Box<dyn Executor> = match kind {
+        ExecutorKind::Local => Box::new(Local { jobs: args.jobs }),
+        ExecutorKind::Slurm => Box::new(Slurm {
+            spec: exp.executor.slurm.clone(),
+            detach: args.detach,
+            job_argv: job_argv(env, a)?,
+        }),
+    };
+    let outcome = executor.execute(&run, reporter);
     if let Err(e) = hasher.save() {
         eprintln!("warning: could not save the file-hash memo: {e:#}");
     }
@@ -56,6 +78,19 @@ pub fn run(env: &Env, args: RunArgs) -> CliResult {
             message: msg,
             code: EXIT_FAILED,
         });
+    }
+    if outcome.detached > 0 {
+        let held = match outcome.unsubmitted {
+            0 => String::new(),
+            n => format!(" ({n} more wait for room under executor.slurm.max_queued)"),
+        };
+        env.say(format!(
+            "{} job(s) queued{held}; follow them with `drpipe status {}`; `drpipe run` again \
+             picks the run up (it adopts the live jobs and submits the rest)",
+            outcome.detached,
+            a.file.display()
+        ));
+        return Ok(());
     }
     env.say(format!(
         "done in {:.1}s: {} ran, {} cached. Results: {}",
@@ -87,4 +122,25 @@ fn prune_stale_cells(view: &std::path::Path, exp: &crate::spec::Experiment) {
             let _ = std::fs::remove_dir_all(d.path());
         }
     }
+}
+
+/// The command line a Slurm job runs: this binary, the same outputs folder and experiment
+/// (absolute: the job may start elsewhere), the same `--set`s and `--force`s.
+fn job_argv(env: &Env, a: &super::args::ExperimentArgs) -> Result<Vec<String>, CliError> {
+    let exe = std::env::current_exe().map_err(anyhow::Error::from)?;
+    let file = crate::spec::dataset::absolute_path(&a.file);
+    let mut argv = vec![
+        exe.display().to_string(),
+        "--outputs".into(),
+        env.outputs.display().to_string(),
+        "job".into(),
+        file.display().to_string(),
+    ];
+    for s in &a.sets {
+        argv.extend(["--set".into(), s.clone()]);
+    }
+    for f in &a.force {
+        argv.extend(["--force".into(), f.clone()]);
+    }
+    Ok(argv)
 }

@@ -35,6 +35,23 @@ pub enum Event {
         id: usize,
         error: String,
     },
+    /// Handed to a scheduler as job `job` (`adopted`: a job an earlier driver submitted,
+    /// found still alive and taken over).
+    Submitted {
+        id: usize,
+        job: String,
+        adopted: bool,
+    },
+    /// Its job ended without an entry; submitted again (`attempt` counts from 1).
+    Retrying {
+        id: usize,
+        attempt: u32,
+        reason: String,
+    },
+    /// Something the user should know that concerns no one instance.
+    Note {
+        message: String,
+    },
     /// Not run because an upstream instance failed.
     Skipped {
         id: usize,

@@ -22,6 +22,8 @@ pub struct Experiment {
     /// Defaults, then `[params]`, then `--set`.
     pub params: BTreeMap<String, Json>,
     pub cells: Vec<Cell>,
+    /// `[executor]`: how to run it (not part of any cache key).
+    pub executor: super::executor::ExecutorSpec,
 }
 
 const TOP_KEYS: &[&str] = &[
@@ -31,6 +33,7 @@ const TOP_KEYS: &[&str] = &[
     "dataset",
     "params",
     "matrix",
+    "executor",
 ];
 
 /// Read, override and validate an experiment and its pipeline.
@@ -161,7 +164,9 @@ pub fn load(
     for cell in &cells {
         check_cell(cell, &doc, &file_origin, dataset.val_fraction)?;
     }
+    let executor = super::executor::parse(doc.get("executor"))?;
     Ok(Experiment {
+        executor,
         name,
         path: path.to_path_buf(),
         description,

@@ -3,6 +3,7 @@
 
 pub mod dataset;
 pub mod diagnostic;
+pub mod executor;
 pub mod experiment;
 pub mod matrix;
 pub mod params;

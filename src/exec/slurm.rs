@@ -1,0 +1,338 @@
+//! The Slurm executor: one job per stage instance that misses the cache, submitted as soon
+//! as its parents are queued (`afterok` on those still queued or running,
+//! `--kill-on-invalid-dep=yes`), each running `drpipe job` on a node that sees the same
+//! outputs folder. The filesystem is the truth (the committed entry, the job's exit record);
+//! the scheduler only says which jobs are alive, through one `squeue` for all ids per look,
+//! backing off while nothing changes. The run journal lets a restarted driver adopt live jobs
+//! instead of submitting them again. Retries are drpipe's alone (`--no-requeue` unless the
+//! experiment asks): a job that failed, ran out of time or memory, died with its node, was
+//! cancelled or was lost is resubmitted up to `retries` times, with its queued descendants.
+
+pub mod commands;
+pub mod job;
+mod track;
+
+use super::journal::{self, Journal, Known, Record};
+use super::{instance, Event, Executor, Listener, Outcome, Run};
+use crate::plan::Instance;
+use crate::spec::executor::SlurmSpec;
+use anyhow::Result;
+use commands::Submission;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub struct Slurm {
+    pub spec: SlurmSpec,
+    /// Submit everything and return; a later `drpipe run` or `drpipe status` picks it up.
+    pub detach: bool,
+    /// `drpipe job`'s command line without `--stage` and `--key`: the binary, `--outputs`,
+    /// `job`, the experiment file (absolute), its `--set`s and `--force`s.
+    pub job_argv: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+struct Queued {
+    job: String,
+    attempt: u32,
+    running_seen: bool,
+    /// Since when the job has been out of the queue (or finished) without an exit record.
+    gone_since: Option<Instant>,
+    exclude: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+enum Slot {
+    Pending { attempt: u32, exclude: Vec<String> },
+    Queued(Queued),
+    Done,
+    Failed,
+}
+
+/// The first looks at the queue come quickly (short stages), then back off.
+const FIRST_POLL: Duration = Duration::from_millis(500);
+
+struct Driver<'a> {
+    run: &'a Run<'a>,
+    cfg: &'a Slurm,
+    listener: &'a Arc<dyn Listener>,
+    journal: Journal,
+    slots: Vec<Slot>,
+    children: Vec<Vec<usize>>,
+    outcome: Outcome,
+}
+
+impl Executor for Slurm {
+    fn execute(&self, run: &Run, listener: Arc<dyn Listener>) -> Outcome {
+        let n = run.plan.instances.len();
+        let mut children = vec![Vec::new(); n];
+        for inst in &run.plan.instances {
+            for (u, _) in &inst.upstream {
+                children[*u].push(inst.id);
+            }
+        }
+        let journal = match Journal::open(run.outputs, &run.exp.name) {
+            Ok(j) => j,
+            Err(e) => {
+                let mut o = Outcome::default();
+                o.failed.push((0, format!("{e:#}")));
+                return o;
+            }
+        };
+        let mut d = Driver {
+            run,
+            cfg: self,
+            listener: &listener,
+            journal,
+            slots: vec![
+                Slot::Pending {
+                    attempt: 1,
+                    exclude: Vec::new()
+                };
+                n
+            ],
+            children,
+            outcome: Outcome::default(),
+        };
+        d.drive();
+        d.outcome
+    }
+}
+
+impl Driver<'_> {
+    fn inst(&self, id: usize) -> &Instance {
+        &self.run.plan.instances[id]
+    }
+
+    fn forced(&self, id: usize) -> bool {
+        self.run.force.contains(&self.inst(id).stage)
+    }
+
+    fn comment(inst: &Instance) -> String {
+        format!("drpipe:{}:{}", inst.stage, inst.key)
+    }
+
+    fn drive(&mut self) {
+        self.take_cached();
+        if let Err(e) = self.adopt() {
+            self.listener.event(Event::Note {
+                message: format!("could not read the run journal or the queue: {e:#}"),
+            });
+        }
+        let mut delay = FIRST_POLL;
+        loop {
+            let mut changed = self.submit_ready();
+            let queued = self.queued_ids();
+            let pending = self.slots.iter().any(|s| matches!(s, Slot::Pending { .. }));
+            if self.cfg.detach || (queued.is_empty() && !pending) {
+                self.outcome.detached = queued.len();
+                self.outcome.unsubmitted = self
+                    .slots
+                    .iter()
+                    .filter(|s| matches!(s, Slot::Pending { .. }))
+                    .count();
+                return;
+            }
+            std::thread::sleep(delay);
+            changed |= self.look(&queued);
+            delay = if changed {
+                FIRST_POLL
+            } else {
+                delay
+                    .mul_f64(1.5)
+                    .min(Duration::from_secs_f64(self.cfg.spec.poll_seconds))
+            };
+        }
+    }
+
+    /// Committed entries need no job.
+    fn take_cached(&mut self) {
+        for id in 0..self.slots.len() {
+            let inst = self.inst(id);
+            if !self.forced(id) && self.run.store.exists(&inst.stage, &inst.key) {
+                self.slots[id] = Slot::Done;
+                self.outcome.cached += 1;
+                self.listener.event(Event::Cached { id });
+                self.view(id);
+            }
+        }
+    }
+
+    /// Jobs a previous driver submitted and that are still alive are taken over, not
+    /// submitted again.
+    fn adopt(&mut self) -> Result<()> {
+        let known = self.journal.known()?;
+        let mut candidates: Vec<(usize, String, u32)> = Vec::new();
+        for id in 0..self.slots.len() {
+            if !matches!(self.slots[id], Slot::Pending { .. }) {
+                continue;
+            }
+            let inst = self.inst(id);
+            match known.get(&inst.key) {
+                Some(Known::Submitted { job, attempt }) => {
+                    candidates.push((id, job.clone(), *attempt))
+                }
+                Some(Known::Intended) => {
+                    for job in commands::find_by_comment(&Self::comment(inst))? {
+                        candidates.push((id, job, 1));
+                    }
+                }
+                None => {}
+            }
+        }
+        let ids: Vec<String> = candidates.iter().map(|c| c.1.clone()).collect();
+        let alive = commands::queue(&ids)?;
+        for (id, job, attempt) in candidates {
+            if alive.get(&job).is_some_and(|q| q.alive())
+                && matches!(self.slots[id], Slot::Pending { .. })
+            {
+                self.listener.event(Event::Submitted {
+                    id,
+                    job: job.clone(),
+                    adopted: true,
+                });
+                self.slots[id] = Slot::Queued(Queued {
+                    job,
+                    attempt,
+                    running_seen: false,
+                    gone_since: None,
+                    exclude: Vec::new(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn queued_ids(&self) -> Vec<String> {
+        self.slots
+            .iter()
+            .filter_map(|s| match s {
+                Slot::Queued(q) => Some(q.job.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Submits every pending instance whose parents are done or queued, in plan order, up
+    /// to `max_queued` jobs in the queue; skips those whose parents failed.
+    fn submit_ready(&mut self) -> bool {
+        let mut changed = false;
+        for id in 0..self.slots.len() {
+            let Slot::Pending { attempt, exclude } = self.slots[id].clone() else {
+                continue;
+            };
+            let ups: Vec<usize> = self.inst(id).upstream.iter().map(|(u, _)| *u).collect();
+            if let Some(&bad) = ups.iter().find(|u| matches!(self.slots[**u], Slot::Failed)) {
+                self.skip(id, bad);
+                changed = true;
+                continue;
+            }
+            let mut after = Vec::new();
+            let mut ready = true;
+            for u in &ups {
+                match &self.slots[*u] {
+                    Slot::Done => {}
+                    Slot::Queued(q) => after.push(q.job.clone()),
+                    _ => ready = false,
+                }
+            }
+            if !ready || self.queued_ids().len() >= self.cfg.spec.max_queued {
+                continue;
+            }
+            changed = true;
+            match self.submit(id, after, attempt, &exclude) {
+                Ok(job) => {
+                    self.slots[id] = Slot::Queued(Queued {
+                        job,
+                        attempt,
+                        running_seen: false,
+                        gone_since: None,
+                        exclude,
+                    })
+                }
+                Err(e) => self.fail(id, format!("{e:#}")),
+            }
+        }
+        changed
+    }
+
+    fn submit(
+        &self,
+        id: usize,
+        after: Vec<String>,
+        attempt: u32,
+        exclude: &[String],
+    ) -> Result<String> {
+        let inst = self.inst(id);
+        let exp = &self.run.exp.name;
+        let dir = journal::job_dir(self.run.outputs, exp, &inst.stage, &inst.key);
+        std::fs::create_dir_all(&dir)?;
+        let resources = self.cfg.spec.resources(&inst.stage);
+        let mut argv = self.cfg.job_argv.clone();
+        argv.extend([
+            "--stage".into(),
+            inst.stage.clone(),
+            "--key".into(),
+            inst.key.clone(),
+        ]);
+        let script = dir.join("job.sh");
+        let comment = Self::comment(inst);
+        commands::write_script(&script, &comment, &argv, resources.gpu_count())?;
+        let name = format!(
+            "{}.{}.{exp}",
+            inst.stage,
+            inst.cell_label().unwrap_or(if inst.cells.len() > 1 {
+                "shared"
+            } else {
+                "all"
+            })
+        );
+        let s = Submission {
+            name,
+            comment,
+            log: dir.join("slurm-%j.log"),
+            script,
+            after,
+            resources,
+            requeue: self.cfg.spec.requeue,
+            exclude: exclude.to_vec(),
+        };
+        self.journal.append(&Record::Intent {
+            stage: inst.stage.clone(),
+            key: inst.key.clone(),
+            cell: inst.cell_label().map(str::to_string),
+        })?;
+        let job = commands::submit(&s)?;
+        self.journal.append(&Record::Submitted {
+            stage: inst.stage.clone(),
+            key: inst.key.clone(),
+            job: job.clone(),
+            attempt,
+        })?;
+        self.listener.event(Event::Submitted {
+            id,
+            job: job.clone(),
+            adopted: false,
+        });
+        Ok(job)
+    }
+
+    fn view(&self, id: usize) {
+        if let Err(e) = instance::update_view(self.run, self.inst(id)) {
+            self.listener.event(Event::Note {
+                message: format!("could not update the experiment's view: {e:#}"),
+            });
+        }
+    }
+}
+
+/// Job ids by entry key, for `drpipe status`.
+pub fn journal_jobs(j: &Journal) -> Result<HashMap<String, String>> {
+    Ok(j.known()?
+        .into_iter()
+        .filter_map(|(k, v)| match v {
+            Known::Submitted { job, .. } => Some((k, job)),
+            Known::Intended => None,
+        })
+        .collect())
+}

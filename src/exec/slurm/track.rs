@@ -1,0 +1,202 @@
+//! The driver's looks at its jobs: exit records first (the truth), then the queue; and
+//! what follows from them: done, retried (with the descendants that waited on the job), or
+//! failed (its descendants skipped, its cell alone).
+
+use super::commands::{self, QueueEntry};
+use super::{Driver, Queued, Slot};
+use crate::cache::Manifest;
+use crate::exec::journal;
+use crate::exec::Event;
+use std::time::{Duration, Instant};
+
+/// Job states after which a job that wrote no exit record will not write one.
+fn retry_reason(q: &QueueEntry) -> String {
+    match q.state.as_str() {
+        "NODE_FAIL" => format!("its node {} failed", q.node),
+        "OUT_OF_MEMORY" => "it ran out of memory (raise mem)".into(),
+        "TIMEOUT" => "it reached its time limit (raise time)".into(),
+        "CANCELLED" => "it was cancelled".into(),
+        s => format!("it ended {s}"),
+    }
+}
+
+impl Driver<'_> {
+    /// One look: exit records first (the truth), then the queue for the rest.
+    pub(super) fn look(&mut self, ids: &[String]) -> bool {
+        let queue = match commands::queue(ids) {
+            Ok(q) => q,
+            Err(e) => {
+                // The scheduler not answering is no news about the jobs.
+                self.listener.event(Event::Note {
+                    message: format!("{e:#}; looking again later"),
+                });
+                return false;
+            }
+        };
+        let mut changed = false;
+        let grace = Duration::from_secs_f64(self.cfg.spec.lost_after_seconds);
+        for id in 0..self.slots.len() {
+            let Slot::Queued(q) = self.slots[id].clone() else {
+                continue;
+            };
+            let inst = self.inst(id);
+            let dir =
+                journal::job_dir(self.run.outputs, &self.run.exp.name, &inst.stage, &inst.key);
+            let exit: Option<journal::Exit> =
+                journal::read_record(&dir, "exit.json").filter(|e: &journal::Exit| e.job == q.job);
+            let committed = self.run.store.exists(&inst.stage, &inst.key);
+            let log = dir.join(format!("slurm-{}.log", q.job));
+            match exit {
+                Some(e) if e.ok && committed => {
+                    self.finish(id, e.seconds);
+                    changed = true;
+                    continue;
+                }
+                Some(e) if !e.ok => {
+                    self.retry_or_fail(
+                        id,
+                        &q,
+                        format!("{} (log: {})", e.error, log.display()),
+                        None,
+                    );
+                    changed = true;
+                    continue;
+                }
+                _ => {}
+            }
+            let entry = queue.get(&q.job);
+            if let Some(entry) = entry.filter(|e| e.alive()) {
+                if entry.state == "RUNNING" && !q.running_seen {
+                    self.listener.event(Event::Started {
+                        id,
+                        reasons: vec![format!("job {} on {}", q.job, entry.node)],
+                    });
+                    if let Slot::Queued(q) = &mut self.slots[id] {
+                        q.running_seen = true;
+                    }
+                    changed = true;
+                }
+                continue;
+            }
+            // Out of the queue or finished, without a whole exit record and entry yet: the
+            // shared filesystem may show them late, so wait `lost_after_seconds`.
+            let since = q.gone_since.unwrap_or_else(Instant::now);
+            if let Slot::Queued(slot) = &mut self.slots[id] {
+                slot.gone_since = Some(since);
+            }
+            if since.elapsed() < grace {
+                continue;
+            }
+            changed = true;
+            let (reason, node) = match entry {
+                Some(e) if e.state == "COMPLETED" => (
+                    "it completed but left no exit record and no committed entry".to_string(),
+                    None,
+                ),
+                Some(e) => (
+                    retry_reason(e),
+                    (e.state == "NODE_FAIL").then(|| e.node.clone()),
+                ),
+                None => (
+                    format!(
+                        "lost: it left the queue {}s ago without an exit record",
+                        since.elapsed().as_secs()
+                    ),
+                    None,
+                ),
+            };
+            self.retry_or_fail(
+                id,
+                &q,
+                format!("job {}: {reason} (log: {})", q.job, log.display()),
+                node,
+            );
+        }
+        changed
+    }
+
+    fn finish(&mut self, id: usize, seconds: f64) {
+        let inst = self.inst(id);
+        let summary = Manifest::read(&self.run.store.entry_dir(&inst.stage, &inst.key))
+            .map(|m| m.summary)
+            .unwrap_or_default();
+        self.slots[id] = Slot::Done;
+        self.outcome.ran += 1;
+        self.listener.event(Event::Finished {
+            id,
+            elapsed: Duration::from_secs_f64(seconds.max(0.0)),
+            summary,
+        });
+        self.view(id);
+    }
+
+    fn retry_or_fail(&mut self, id: usize, q: &Queued, reason: String, bad_node: Option<String>) {
+        if q.attempt > self.cfg.spec.retries {
+            self.fail(id, reason);
+            return;
+        }
+        self.listener.event(Event::Retrying {
+            id,
+            attempt: q.attempt + 1,
+            reason,
+        });
+        let mut exclude = q.exclude.clone();
+        exclude.extend(bad_node);
+        // Queued descendants wait on the old job id, which will never be ok: cancel them and
+        // submit them again after the new one.
+        for d in self.descendants(id) {
+            if let Slot::Queued(dq) = self.slots[d].clone() {
+                commands::cancel(&[dq.job.clone()]);
+                self.slots[d] = Slot::Pending {
+                    attempt: dq.attempt,
+                    exclude: dq.exclude,
+                };
+            }
+        }
+        self.slots[id] = Slot::Pending {
+            attempt: q.attempt + 1,
+            exclude,
+        };
+    }
+
+    pub(super) fn fail(&mut self, id: usize, error: String) {
+        self.slots[id] = Slot::Failed;
+        self.listener.event(Event::Failed {
+            id,
+            error: error.clone(),
+        });
+        self.outcome.failed.push((id, error));
+        for d in self.descendants(id) {
+            if let Slot::Queued(dq) = &self.slots[d] {
+                commands::cancel(&[dq.job.clone()]);
+            }
+            if matches!(self.slots[d], Slot::Queued(_) | Slot::Pending { .. }) {
+                self.skip(d, id);
+            }
+        }
+    }
+
+    pub(super) fn skip(&mut self, id: usize, failed_upstream: usize) {
+        self.slots[id] = Slot::Failed;
+        self.outcome.skipped += 1;
+        self.listener.event(Event::Skipped {
+            id,
+            failed_upstream,
+        });
+    }
+
+    /// Every instance downstream of `id`, in plan (topological) order.
+    fn descendants(&self, id: usize) -> Vec<usize> {
+        let mut seen = vec![false; self.slots.len()];
+        let mut stack = vec![id];
+        while let Some(i) = stack.pop() {
+            for &c in &self.children[i] {
+                if !seen[c] {
+                    seen[c] = true;
+                    stack.push(c);
+                }
+            }
+        }
+        (0..seen.len()).filter(|&i| seen[i]).collect()
+    }
+}
