@@ -278,15 +278,11 @@ impl Driver<'_> {
         let script = dir.join("job.sh");
         let comment = Self::comment(inst);
         commands::write_script(&script, &comment, &argv, resources.gpu_count())?;
-        let name = format!(
-            "{}.{}.{exp}",
-            inst.stage,
-            inst.cell_label().unwrap_or(if inst.cells.len() > 1 {
-                "shared"
-            } else {
-                "all"
-            })
-        );
+        // stage.cell.experiment; stage.experiment for what serves several cells.
+        let name = match inst.cell_label() {
+            Some(cell) => format!("{}.{cell}.{exp}", inst.stage),
+            None => format!("{}.{exp}", inst.stage),
+        };
         let s = Submission {
             name,
             comment,

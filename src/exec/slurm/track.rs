@@ -20,6 +20,9 @@ fn retry_reason(q: &QueueEntry) -> String {
     }
 }
 
+/// How long a job Slurm killed may take to show a committed entry.
+const KILLED_GRACE: Duration = Duration::from_secs(5);
+
 impl Driver<'_> {
     /// One look: exit records first (the truth), then the queue for the rest.
     pub(super) fn look(&mut self, ids: &[String]) -> bool {
@@ -79,12 +82,20 @@ impl Driver<'_> {
                 continue;
             }
             // Out of the queue or finished, without a whole exit record and entry yet: the
-            // shared filesystem may show them late, so wait `lost_after_seconds`.
+            // shared filesystem may show them late, so wait `lost_after_seconds`. A job Slurm
+            // says was cancelled, timed out, ran out of memory or lost its node wrote no exit
+            // record: a few seconds for its entry to show is enough.
             let since = q.gone_since.unwrap_or_else(Instant::now);
             if let Slot::Queued(slot) = &mut self.slots[id] {
                 slot.gone_since = Some(since);
             }
-            if since.elapsed() < grace {
+            let killed = entry.is_some_and(|e| e.state != "COMPLETED" && e.state != "FAILED");
+            let wait = if killed {
+                grace.min(KILLED_GRACE)
+            } else {
+                grace
+            };
+            if since.elapsed() < wait {
                 continue;
             }
             changed = true;
