@@ -304,3 +304,50 @@ fn detach_returns_at_once_and_a_later_run_picks_the_jobs_up() {
     let status = ok(drpipe(dir, &["status", e]));
     assert!(status.contains("9 of 9 cached"), "{status}");
 }
+
+#[test]
+fn a_job_killed_on_its_node_is_retried_with_what_waited_on_it() {
+    let Some(_node) = slurm_or_skip("a_job_killed_on_its_node") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let exp = experiment(dir, "");
+    let e = exp.to_str().unwrap();
+    let one = "matrix.class_weights=[\"none\"]";
+    ok(drpipe(
+        dir,
+        &["run", e, "--executor", "slurm", "--detach", "--set", one],
+    ));
+    running_train(dir);
+    // The job's process dies (OOM killer, a crash): Slurm says FAILED, no exit record, and
+    // Slurm cancels the evaluation waiting on it; the driver must not count that as the
+    // evaluation's own failure.
+    let pid = loop {
+        let out = Command::new("pgrep")
+            .args(["-f", &format!("job {e} .*--stage train")])
+            .output()
+            .unwrap();
+        if let Some(p) = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+        {
+            break p.to_string();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    Command::new("kill").args(["-9", &pid]).status().unwrap();
+    let out = ok(drpipe(
+        dir,
+        &["run", e, "--executor", "slurm", "--set", one],
+    ));
+    // Seen dead by the new driver (submitted again) or while it watched (a retry).
+    assert!(!out.contains("FAILED") && !out.contains("skipped"), "{out}");
+    let stages: Vec<String> = submissions(dir).into_iter().map(|(s, _)| s).collect();
+    let count = |s: &str| stages.iter().filter(|x| *x == s).count();
+    assert_eq!(
+        (count("train"), count("evaluate"), count("report")),
+        (2, 2, 2),
+        "{stages:?}"
+    );
+}

@@ -232,7 +232,9 @@ impl Driver<'_> {
             for u in &ups {
                 match &self.slots[*u] {
                     Slot::Done => {}
-                    Slot::Queued(q) => after.push(q.job.clone()),
+                    // A parent whose job has ended without its entry is being judged:
+                    // afterok on that job would never be satisfied.
+                    Slot::Queued(q) if q.gone_since.is_none() => after.push(q.job.clone()),
                     _ => ready = false,
                 }
             }

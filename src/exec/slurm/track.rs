@@ -89,6 +89,21 @@ impl Driver<'_> {
             if let Slot::Queued(slot) = &mut self.slots[id] {
                 slot.gone_since = Some(since);
             }
+            // A job that ended while a parent is not committed was cancelled with it (or
+            // before it could start): its parent's retry or failure decides, not its own.
+            let waiting_on_parent = self
+                .inst(id)
+                .upstream
+                .iter()
+                .any(|(u, _)| !matches!(self.slots[*u], Slot::Done));
+            if waiting_on_parent {
+                self.slots[id] = Slot::Pending {
+                    attempt: q.attempt,
+                    exclude: q.exclude.clone(),
+                };
+                changed = true;
+                continue;
+            }
             let killed = entry.is_some_and(|e| e.state != "COMPLETED" && e.state != "FAILED");
             let wait = if killed {
                 grace.min(KILLED_GRACE)
