@@ -61,6 +61,9 @@ fn quickstart_end_to_end_then_cached_then_partial_rerun() {
             let p = view.join("cells").join(cell).join(stage).join(file);
             assert!(p.is_file(), "missing {}", p.display());
         }
+        // The link to a training in progress goes once it is committed.
+        let building = view.join("cells").join(cell).join("train.building");
+        assert!(!building.is_symlink(), "{} left behind", building.display());
     }
     // The synthetic set plants broken files; the audit must have found them.
     let audit = std::fs::read_to_string(view.join("cells/cw_none/audit/audit.csv")).unwrap();
@@ -312,4 +315,26 @@ fn predict_grades_good_images_and_reports_broken_ones() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout)
         .starts_with("image,pred,logit0,logit1,logit2,logit3,logit4\n"));
+}
+
+#[test]
+fn the_user_config_is_read_and_its_mistakes_name_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let exp = tiny_experiment(dir);
+    let config = dir.join("config.toml");
+    std::fs::write(&config, "[executor.slurm]\npartiton = \"gpu\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_drpipe"))
+        .current_dir(dir)
+        .args(["plan", exp.to_str().unwrap()])
+        .env("DRPIPE_OUTPUTS", dir.join("outputs"))
+        .env("DRPIPE_CONFIG", &config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("config.toml:2") && stderr.contains("executor.slurm.partiton"),
+        "{stderr}"
+    );
 }

@@ -78,6 +78,7 @@ fn spawn(dir: &Path, args: &[&str]) -> Child {
         .args(args)
         .env("DRPIPE_OUTPUTS", dir.join("outputs"))
         .env("HF_HUB_OFFLINE", "1")
+        .env("DRPIPE_CONFIG", "")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -272,6 +273,13 @@ fn a_failing_cell_fails_alone_and_a_gpu_request_reaches_a_gres_node() {
         1,
         "the good cell was not evaluated:\n{text}"
     );
+    // The failed training's partial entry stays reachable from its cell's view.
+    let building = std::fs::read_dir(&good)
+        .unwrap()
+        .flatten()
+        .filter(|c| c.path().join("train.building").is_dir())
+        .count();
+    assert_eq!(building, 1, "{text}");
     let logs: String = std::fs::read_dir(dir.join("outputs/jobs/quickstart"))
         .unwrap()
         .flatten()

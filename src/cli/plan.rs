@@ -1,7 +1,9 @@
 //! `drpipe plan FILE`: what `run` would do and why, without running anything.
 
-use super::{args::PlanArgs, load_experiment, CliError, CliResult, Env, EXIT_USAGE};
+use super::args::{ExperimentArgs, PlanArgs};
+use super::{load_experiment, CliError, CliResult, Env, EXIT_USAGE};
 use crate::cache::{FileHasher, Store};
+use crate::exec::Run;
 use crate::plan::{self, Plan, PlanOptions, Status};
 use crate::spec::Experiment;
 use crate::stages::Registry;
@@ -30,6 +32,49 @@ pub fn build_plan(
         eprintln!("warning: could not save the file-hash memo: {e:#}");
     }
     Ok(p)
+}
+
+/// An experiment planned against the cache: what `run`, `status` and `job` start from.
+pub struct Planned {
+    pub registry: Registry,
+    pub exp: Experiment,
+    pub store: Store,
+    pub hasher: FileHasher,
+    pub plan: Plan,
+    pub force: Vec<String>,
+    pub outputs: std::path::PathBuf,
+}
+
+impl Planned {
+    pub fn load(env: &Env, a: &ExperimentArgs) -> Result<Planned, CliError> {
+        let registry = crate::stages::builtin();
+        let exp = load_experiment(&a.file, &a.sets, &registry)?;
+        let store = env.store()?;
+        let hasher = env.hasher(&store);
+        let plan = build_plan(env, &exp, &registry, &store, &hasher, &a.force)?;
+        Ok(Planned {
+            registry,
+            exp,
+            store,
+            hasher,
+            plan,
+            force: a.force.clone(),
+            outputs: env.outputs.clone(),
+        })
+    }
+
+    /// What an executor needs to run this plan.
+    pub fn run(&self) -> Run<'_> {
+        Run {
+            exp: &self.exp,
+            plan: &self.plan,
+            registry: &self.registry,
+            store: &self.store,
+            hasher: &self.hasher,
+            force: &self.force,
+            outputs: &self.outputs,
+        }
+    }
 }
 
 pub fn run(env: &Env, args: PlanArgs) -> CliResult {

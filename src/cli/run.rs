@@ -1,9 +1,9 @@
 //! `drpipe run FILE`: plan, execute, then print the report table.
 
-use super::{args::RunArgs, load_experiment, CliError, CliResult, Env, EXIT_FAILED};
+use super::{args::RunArgs, plan::Planned, CliError, CliResult, Env, EXIT_FAILED};
 use crate::exec::local::Local;
 use crate::exec::slurm::Slurm;
-use crate::exec::{Executor, Run};
+use crate::exec::Executor;
 use crate::plan;
 use crate::reporter::TerminalReporter;
 use crate::spec::executor::ExecutorKind;
@@ -12,12 +12,9 @@ use std::time::Instant;
 
 pub fn run(env: &Env, args: RunArgs) -> CliResult {
     let clock = Instant::now();
-    let registry = crate::stages::builtin();
     let a = &args.experiment;
-    let exp = load_experiment(&a.file, &a.sets, &registry)?;
-    let store = env.store()?;
-    let hasher = env.hasher(&store);
-    let p = super::plan::build_plan(env, &exp, &registry, &store, &hasher, &a.force)?;
+    let planned = Planned::load(env, a)?;
+    let (exp, p, store) = (&planned.exp, &planned.plan, &planned.store);
     let to_run = p.to_run();
     env.say(format!(
         "{}: {} cell(s), {} stage instance(s), {} to run",
@@ -26,16 +23,8 @@ pub fn run(env: &Env, args: RunArgs) -> CliResult {
         p.instances.len(),
         to_run
     ));
-    let reporter = Arc::new(TerminalReporter::new(&p, env.verbosity));
-    let run = Run {
-        exp: &exp,
-        plan: &p,
-        registry: &registry,
-        store: &store,
-        hasher: &hasher,
-        force: &a.force,
-        outputs: &env.outputs,
-    };
+    let reporter = Arc::new(TerminalReporter::new(p, env.verbosity));
+    let run = planned.run();
     let kind = args.executor.or(exp.executor.kind).unwrap_or_default();
     if args.detach && kind != ExecutorKind::Slurm {
         return Err(CliError {
@@ -52,7 +41,7 @@ pub fn run(env: &Env, args: RunArgs) -> CliResult {
         }),
     };
     let outcome = executor.execute(&run, reporter);
-    if let Err(e) = hasher.save() {
+    if let Err(e) = planned.hasher.save() {
         eprintln!("warning: could not save the file-hash memo: {e:#}");
     }
     let view = plan::view_dir(&env.outputs, &exp.name);
@@ -99,7 +88,7 @@ pub fn run(env: &Env, args: RunArgs) -> CliResult {
         outcome.cached,
         view.display()
     ));
-    prune_stale_cells(&view, &exp);
+    prune_stale_cells(&view, exp);
     // This run's own report (the view may meanwhile point at a concurrent run's).
     let report = p.instances.iter().find(|i| i.uses == "report");
     if let Some(table) =

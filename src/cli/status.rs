@@ -1,32 +1,13 @@
 //! `drpipe status FILE`: where each stage instance stands, whichever executor runs it (or
 //! ran it: this reads the cache, the run journal and the queue, and runs nothing).
 
-use super::{args::StatusArgs, load_experiment, CliResult, Env};
+use super::{args::StatusArgs, plan::Planned, CliResult, Env};
 use crate::exec::status::{eta_seconds, statuses, State};
-use crate::exec::Run;
-use crate::plan::{self, PlanOptions};
 
 pub fn run(env: &Env, args: StatusArgs) -> CliResult {
-    let registry = crate::stages::builtin();
-    let a = &args.experiment;
-    let exp = load_experiment(&a.file, &a.sets, &registry)?;
-    let store = env.store()?;
-    let hasher = env.hasher(&store);
-    let opts = PlanOptions {
-        force: &a.force,
-        outputs: &env.outputs,
-        progress: crate::Progress::hidden(),
-    };
-    let p = plan::build(&exp, &registry, &store, &hasher, &opts)?;
-    let run = Run {
-        exp: &exp,
-        plan: &p,
-        registry: &registry,
-        store: &store,
-        hasher: &hasher,
-        force: &a.force,
-        outputs: &env.outputs,
-    };
+    let planned = Planned::load(env, &args.experiment)?;
+    let (exp, p) = (&planned.exp, &planned.plan);
+    let run = planned.run();
     let all = statuses(&run);
     let label = |id: usize| {
         let i = &p.instances[id];

@@ -40,6 +40,13 @@ pub fn run(shared: &Run, inst: &Instance, listener: &Arc<dyn Listener>) -> Resul
         std::fs::remove_dir_all(&partial)?;
     }
     std::fs::create_dir_all(&partial)?;
+    if inst.resumable {
+        // A resumable stage (training) appends to its files as it goes: reachable from the
+        // experiment's view while it runs, as `<stage>.building`.
+        for link in view_links(shared, inst, BUILDING) {
+            view::link(&link, &partial)?;
+        }
+    }
     listener.event(Event::Started {
         id: inst.id,
         reasons: inst.reasons.clone(),
@@ -124,14 +131,33 @@ pub fn run(shared: &Run, inst: &Instance, listener: &Arc<dyn Listener>) -> Resul
     Ok(true)
 }
 
-pub fn update_view(shared: &Run, inst: &Instance) -> Result<()> {
+/// Suffix of the view link to an entry still being built.
+pub const BUILDING: &str = ".building";
+
+/// The instance's links in the experiment's view (`suffix` after the stage's name).
+fn view_links(shared: &Run, inst: &Instance, suffix: &str) -> Vec<std::path::PathBuf> {
     let view = view_dir(shared.outputs, &shared.exp.name);
-    let entry = shared.store.entry_dir(&inst.stage, &inst.key);
+    let name = format!("{}{suffix}", inst.stage);
     if inst.scope == Scope::Experiment {
-        view::link(&view_link(&view, &inst.stage, None), &entry)
+        vec![view_link(&view, &name, None)]
     } else {
         inst.cells
             .iter()
-            .try_for_each(|c| view::link(&view_link(&view, &inst.stage, Some(c)), &entry))
+            .map(|c| view_link(&view, &name, Some(c)))
+            .collect()
     }
+}
+
+/// Points the view at the committed entry (and drops its `.building` link).
+pub fn update_view(shared: &Run, inst: &Instance) -> Result<()> {
+    let entry = shared.store.entry_dir(&inst.stage, &inst.key);
+    for link in view_links(shared, inst, "") {
+        view::link(&link, &entry)?;
+    }
+    for link in view_links(shared, inst, BUILDING) {
+        if link.is_symlink() {
+            let _ = std::fs::remove_file(link);
+        }
+    }
+    Ok(())
 }

@@ -31,19 +31,48 @@ pub struct Slurm {
     pub job_argv: Vec<String>,
 }
 
+/// One submission of an instance: which attempt, the nodes to avoid (after NODE_FAIL) and
+/// the memory factor (after OUT_OF_MEMORY, with `oom_mem_factor`).
+#[derive(Debug, Clone)]
+struct Try {
+    attempt: u32,
+    exclude: Vec<String>,
+    mem_scale: f64,
+}
+
+impl Try {
+    fn first() -> Try {
+        Try {
+            attempt: 1,
+            exclude: Vec::new(),
+            mem_scale: 1.0,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Queued {
     job: String,
-    attempt: u32,
     running_seen: bool,
     /// Since when the job has been out of the queue (or finished) without an exit record.
     gone_since: Option<Instant>,
-    exclude: Vec<String>,
+    tr: Try,
+}
+
+impl Queued {
+    fn new(job: String, tr: Try) -> Queued {
+        Queued {
+            job,
+            running_seen: false,
+            gone_since: None,
+            tr,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
 enum Slot {
-    Pending { attempt: u32, exclude: Vec<String> },
+    Pending(Try),
     Queued(Queued),
     Done,
     Failed,
@@ -84,13 +113,7 @@ impl Executor for Slurm {
             cfg: self,
             listener: &listener,
             journal,
-            slots: vec![
-                Slot::Pending {
-                    attempt: 1,
-                    exclude: Vec::new()
-                };
-                n
-            ],
+            slots: vec![Slot::Pending(Try::first()); n],
             children,
             outcome: Outcome::default(),
         };
@@ -123,13 +146,13 @@ impl Driver<'_> {
         loop {
             let mut changed = self.submit_ready();
             let queued = self.queued_ids();
-            let pending = self.slots.iter().any(|s| matches!(s, Slot::Pending { .. }));
+            let pending = self.slots.iter().any(|s| matches!(s, Slot::Pending(_)));
             if self.cfg.detach || (queued.is_empty() && !pending) {
                 self.outcome.detached = queued.len();
                 self.outcome.unsubmitted = self
                     .slots
                     .iter()
-                    .filter(|s| matches!(s, Slot::Pending { .. }))
+                    .filter(|s| matches!(s, Slot::Pending(_)))
                     .count();
                 return;
             }
@@ -164,7 +187,7 @@ impl Driver<'_> {
         let known = self.journal.known()?;
         let mut candidates: Vec<(usize, String, u32)> = Vec::new();
         for id in 0..self.slots.len() {
-            if !matches!(self.slots[id], Slot::Pending { .. }) {
+            if !matches!(self.slots[id], Slot::Pending(_)) {
                 continue;
             }
             let inst = self.inst(id);
@@ -184,20 +207,18 @@ impl Driver<'_> {
         let alive = commands::queue(&ids)?;
         for (id, job, attempt) in candidates {
             if alive.get(&job).is_some_and(|q| q.alive())
-                && matches!(self.slots[id], Slot::Pending { .. })
+                && matches!(self.slots[id], Slot::Pending(_))
             {
                 self.listener.event(Event::Submitted {
                     id,
                     job: job.clone(),
                     adopted: true,
                 });
-                self.slots[id] = Slot::Queued(Queued {
-                    job,
+                let tr = Try {
                     attempt,
-                    running_seen: false,
-                    gone_since: None,
-                    exclude: Vec::new(),
-                });
+                    ..Try::first()
+                };
+                self.slots[id] = Slot::Queued(Queued::new(job, tr));
             }
         }
         Ok(())
@@ -218,7 +239,7 @@ impl Driver<'_> {
     fn submit_ready(&mut self) -> bool {
         let mut changed = false;
         for id in 0..self.slots.len() {
-            let Slot::Pending { attempt, exclude } = self.slots[id].clone() else {
+            let Slot::Pending(tr) = self.slots[id].clone() else {
                 continue;
             };
             let ups: Vec<usize> = self.inst(id).upstream.iter().map(|(u, _)| *u).collect();
@@ -242,34 +263,26 @@ impl Driver<'_> {
                 continue;
             }
             changed = true;
-            match self.submit(id, after, attempt, &exclude) {
-                Ok(job) => {
-                    self.slots[id] = Slot::Queued(Queued {
-                        job,
-                        attempt,
-                        running_seen: false,
-                        gone_since: None,
-                        exclude,
-                    })
-                }
+            match self.submit(id, after, &tr) {
+                Ok(job) => self.slots[id] = Slot::Queued(Queued::new(job, tr)),
                 Err(e) => self.fail(id, format!("{e:#}")),
             }
         }
         changed
     }
 
-    fn submit(
-        &self,
-        id: usize,
-        after: Vec<String>,
-        attempt: u32,
-        exclude: &[String],
-    ) -> Result<String> {
+    fn submit(&self, id: usize, after: Vec<String>, tr: &Try) -> Result<String> {
         let inst = self.inst(id);
         let exp = &self.run.exp.name;
         let dir = journal::job_dir(self.run.outputs, exp, &inst.stage, &inst.key);
         std::fs::create_dir_all(&dir)?;
-        let resources = self.cfg.spec.resources(&inst.stage);
+        let mut resources = self.cfg.spec.resources(&inst.stage);
+        if tr.mem_scale != 1.0 {
+            resources.mem = resources
+                .mem
+                .as_deref()
+                .and_then(|m| commands::scale_mem(m, tr.mem_scale));
+        }
         let mut argv = self.cfg.job_argv.clone();
         argv.extend([
             "--stage".into(),
@@ -293,7 +306,7 @@ impl Driver<'_> {
             after,
             resources,
             requeue: self.cfg.spec.requeue,
-            exclude: exclude.to_vec(),
+            exclude: tr.exclude.clone(),
         };
         self.journal.append(&Record::Intent {
             stage: inst.stage.clone(),
@@ -305,7 +318,7 @@ impl Driver<'_> {
             stage: inst.stage.clone(),
             key: inst.key.clone(),
             job: job.clone(),
-            attempt,
+            attempt: tr.attempt,
         })?;
         self.listener.event(Event::Submitted {
             id,

@@ -13,6 +13,7 @@
 //! extra = ["--qos=normal"]       # flags drpipe manages are refused here
 //! max_queued = 100               # jobs in the queue at once
 //! retries = 2                    # resubmissions of a failed, timed-out, OOM or lost job
+//! oom_mem_factor = 2.0           # an out-of-memory retry asks for twice the memory
 //! [executor.slurm.stages.train]
 //! gpus = "1"                     # --gres=gpu:1 ("a100:2" -> --gres=gpu:a100:2)
 //! time = "1-00:00:00"
@@ -96,6 +97,8 @@ pub struct SlurmSpec {
     pub lost_after_seconds: f64,
     /// Let Slurm requeue jobs itself (off: drpipe owns retries).
     pub requeue: bool,
+    /// A job retried after running out of memory asks for `mem` times this (1: the same).
+    pub oom_mem_factor: f64,
 }
 
 impl Default for SlurmSpec {
@@ -108,6 +111,7 @@ impl Default for SlurmSpec {
             poll_seconds: 30.0,
             lost_after_seconds: 60.0,
             requeue: false,
+            oom_mem_factor: 1.0,
         }
     }
 }
@@ -204,6 +208,17 @@ fn slurm(t: &Table) -> Result<SlurmSpec, SpecError> {
             "retries" => s.retries = integer(value, &name)? as u32,
             "poll_seconds" => s.poll_seconds = seconds(value, &name)?,
             "lost_after_seconds" => s.lost_after_seconds = seconds(value, &name)?,
+            "oom_mem_factor" => match value.value {
+                Value::Int(n) if n >= 1 => s.oom_mem_factor = n as f64,
+                Value::Float(f) if f >= 1.0 => s.oom_mem_factor = f,
+                _ => {
+                    return Err(SpecError::at(
+                        &value.origin,
+                        format!("{name} must be a number >= 1"),
+                    )
+                    .help("e.g. oom_mem_factor = 1.5"))
+                }
+            },
             "requeue" => match value.value {
                 Value::Bool(b) => s.requeue = b,
                 _ => {
@@ -241,6 +256,7 @@ const SLURM_KEYS: &[&str] = &[
     "retries",
     "poll_seconds",
     "lost_after_seconds",
+    "oom_mem_factor",
     "requeue",
     "stages",
 ];

@@ -7,6 +7,7 @@ use super::matrix::{self, Cell};
 use super::params;
 use super::pipeline::{self, Pipeline, Scope};
 use super::tree::{parse_cli_value, parse_document, Node, Table, Value};
+use super::user_config;
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -164,7 +165,8 @@ pub fn load(
     for cell in &cells {
         check_cell(cell, &doc, &file_origin, dataset.val_fraction)?;
     }
-    let executor = super::executor::parse(doc.get("executor"))?;
+    let executor =
+        super::executor::parse(user_config::with_user_executor(doc.get("executor"))?.as_ref())?;
     Ok(Experiment {
         executor,
         name,

@@ -9,6 +9,7 @@ pub mod matrix;
 pub mod params;
 pub mod pipeline;
 pub mod tree;
+pub mod user_config;
 
 pub use dataset::{DatasetSpec, Source};
 pub use diagnostic::SpecError;

@@ -37,6 +37,8 @@ pub fn drpipe(dir: &Path, args: &[&str]) -> Output {
         .args(args)
         .env("DRPIPE_OUTPUTS", dir.join("outputs"))
         .env("HF_HUB_OFFLINE", "1")
+        // The developer's own ~/.config/drpipe/config.toml must not steer the tests.
+        .env("DRPIPE_CONFIG", "")
         .output()
         .unwrap();
     out

@@ -64,6 +64,25 @@ pub fn sbatch_args(s: &Submission) -> Vec<String> {
     a
 }
 
+/// `mem` (`16G`, `500M`, `2T`, or megabytes without a unit) times `factor`, in megabytes
+/// (what `--mem` takes everywhere); None when `mem` is not such a size.
+pub fn scale_mem(mem: &str, factor: f64) -> Option<String> {
+    let m = mem.trim();
+    let (num, unit) = match m.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((i, _)) => (&m[..i], m[i..].to_ascii_uppercase()),
+        None => (m, "M".to_string()),
+    };
+    let mb = num.parse::<f64>().ok()?
+        * match unit.trim_end_matches('B') {
+            "K" => 1.0 / 1024.0,
+            "M" => 1.0,
+            "G" => 1024.0,
+            "T" => 1024.0 * 1024.0,
+            _ => return None,
+        };
+    Some(format!("{}M", (mb * factor).ceil() as u64))
+}
+
 /// The id in `sbatch --parsable`'s answer (`ID` or `ID;CLUSTER`).
 pub fn parse_job_id(stdout: &str) -> Option<String> {
     let id = stdout.trim().split(';').next()?.trim();
@@ -258,6 +277,14 @@ mod tests {
         let a = sbatch_args(&s);
         assert!(!a.iter().any(|x| x.starts_with("--dependency")), "{a:?}");
         assert!(a.contains(&"--gpus=a100:2".to_string()));
+    }
+
+    #[test]
+    fn memory_scales_in_megabytes() {
+        assert_eq!(scale_mem("16G", 1.5).as_deref(), Some("24576M"));
+        assert_eq!(scale_mem("500", 2.0).as_deref(), Some("1000M"));
+        assert_eq!(scale_mem("1t", 1.0).as_deref(), Some("1048576M"));
+        assert_eq!(scale_mem("lots", 2.0), None);
     }
 
     #[test]

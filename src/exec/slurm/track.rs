@@ -3,7 +3,7 @@
 //! failed (its descendants skipped, its cell alone).
 
 use super::commands::{self, QueueEntry};
-use super::{Driver, Queued, Slot};
+use super::{Driver, Queued, Slot, Try};
 use crate::cache::Manifest;
 use crate::exec::journal;
 use crate::exec::Event;
@@ -97,10 +97,7 @@ impl Driver<'_> {
                 .iter()
                 .any(|(u, _)| !matches!(self.slots[*u], Slot::Done));
             if waiting_on_parent {
-                self.slots[id] = Slot::Pending {
-                    attempt: q.attempt,
-                    exclude: q.exclude.clone(),
-                };
+                self.slots[id] = Slot::Pending(q.tr.clone());
                 changed = true;
                 continue;
             }
@@ -114,28 +111,22 @@ impl Driver<'_> {
                 continue;
             }
             changed = true;
-            let (reason, node) = match entry {
-                Some(e) if e.state == "COMPLETED" => (
-                    "it completed but left no exit record and no committed entry".to_string(),
-                    None,
-                ),
-                Some(e) => (
-                    retry_reason(e),
-                    (e.state == "NODE_FAIL").then(|| e.node.clone()),
-                ),
-                None => (
-                    format!(
-                        "lost: it left the queue {}s ago without an exit record",
-                        since.elapsed().as_secs()
-                    ),
-                    None,
+            let reason = match entry {
+                Some(e) if e.state == "COMPLETED" => {
+                    "it completed but left no exit record and no committed entry".to_string()
+                }
+                Some(e) => retry_reason(e),
+                None => format!(
+                    "lost: it left the queue {}s ago without an exit record",
+                    since.elapsed().as_secs()
                 ),
             };
+            let entry = entry.cloned();
             self.retry_or_fail(
                 id,
                 &q,
                 format!("job {}: {reason} (log: {})", q.job, log.display()),
-                node,
+                entry.as_ref(),
             );
         }
         changed
@@ -156,33 +147,36 @@ impl Driver<'_> {
         self.view(id);
     }
 
-    fn retry_or_fail(&mut self, id: usize, q: &Queued, reason: String, bad_node: Option<String>) {
-        if q.attempt > self.cfg.spec.retries {
+    /// `ended`: the job's state in the queue, when that is how it ended (its node is then
+    /// avoided after NODE_FAIL, its memory raised after OUT_OF_MEMORY).
+    fn retry_or_fail(&mut self, id: usize, q: &Queued, reason: String, ended: Option<&QueueEntry>) {
+        if q.tr.attempt > self.cfg.spec.retries {
             self.fail(id, reason);
             return;
         }
         self.listener.event(Event::Retrying {
             id,
-            attempt: q.attempt + 1,
+            attempt: q.tr.attempt + 1,
             reason,
         });
-        let mut exclude = q.exclude.clone();
-        exclude.extend(bad_node);
+        let mut next = Try {
+            attempt: q.tr.attempt + 1,
+            ..q.tr.clone()
+        };
+        match ended {
+            Some(e) if e.state == "NODE_FAIL" => next.exclude.push(e.node.clone()),
+            Some(e) if e.state == "OUT_OF_MEMORY" => next.mem_scale *= self.cfg.spec.oom_mem_factor,
+            _ => {}
+        }
         // Queued descendants wait on the old job id, which will never be ok: cancel them and
         // submit them again after the new one.
         for d in self.descendants(id) {
             if let Slot::Queued(dq) = self.slots[d].clone() {
                 commands::cancel(&[dq.job.clone()]);
-                self.slots[d] = Slot::Pending {
-                    attempt: dq.attempt,
-                    exclude: dq.exclude,
-                };
+                self.slots[d] = Slot::Pending(dq.tr);
             }
         }
-        self.slots[id] = Slot::Pending {
-            attempt: q.attempt + 1,
-            exclude,
-        };
+        self.slots[id] = Slot::Pending(next);
     }
 
     pub(super) fn fail(&mut self, id: usize, error: String) {
@@ -196,7 +190,7 @@ impl Driver<'_> {
             if let Slot::Queued(dq) = &self.slots[d] {
                 commands::cancel(&[dq.job.clone()]);
             }
-            if matches!(self.slots[d], Slot::Queued(_) | Slot::Pending { .. }) {
+            if matches!(self.slots[d], Slot::Queued(_) | Slot::Pending(_)) {
                 self.skip(d, id);
             }
         }
