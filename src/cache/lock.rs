@@ -99,18 +99,27 @@ impl Holder {
     /// Provably gone: a pid that no longer exists on this host, or a job the queue no longer
     /// runs. `None`: cannot tell from here.
     fn gone(&self) -> Option<bool> {
+        // A job Slurm requeued runs again under the same id: its old lease is its own.
+        if self.job.is_some() && self.job == std::env::var("SLURM_JOB_ID").ok() {
+            return Some(true);
+        }
         if self.host == this_host() {
             return Some(!Path::new(&format!("/proc/{}", self.pid)).exists());
         }
         let job = self.job.as_ref()?;
         let out = std::process::Command::new("squeue")
-            .args(["-h", "-o", "%T", "-j", job])
+            .args(["-h", "-t", "all", "-o", "%T", "-j", job])
             .output()
             .ok()?;
+        if !out.status.success() {
+            // Purged from the queue: long gone. Any other failure says nothing.
+            let purged = String::from_utf8_lossy(&out.stderr).contains("Invalid job id");
+            return purged.then_some(true);
+        }
         let state = String::from_utf8_lossy(&out.stdout).trim().to_string();
         Some(!matches!(
             state.as_str(),
-            "RUNNING" | "COMPLETING" | "SUSPENDED" | "PENDING"
+            "RUNNING" | "COMPLETING" | "SUSPENDED" | "PENDING" | "CONFIGURING" | "REQUEUED"
         ))
     }
 }
@@ -123,8 +132,11 @@ fn lease(path: &Path, on_wait: impl FnOnce()) -> Result<EntryLock> {
         match File::options().write(true).create_new(true).open(&lease) {
             Ok(mut f) => {
                 use std::io::Write;
-                f.write_all(&me)?;
-                f.sync_all()?;
+                if let Err(e) = f.write_all(&me).and_then(|_| f.sync_all()) {
+                    // An empty lease would block everyone: take it back.
+                    let _ = std::fs::remove_file(&lease);
+                    return Err(e).with_context(|| format!("cannot write {}", lease.display()));
+                }
                 return Ok(EntryLock {
                     _file: None,
                     lease: Some(lease),
@@ -133,36 +145,58 @@ fn lease(path: &Path, on_wait: impl FnOnce()) -> Result<EntryLock> {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e).with_context(|| format!("cannot create {}", lease.display())),
         }
-        // An empty or torn lease is a holder still writing it: look again.
-        let holder: Option<Holder> = std::fs::read(&lease)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok());
+        // An empty or torn lease is a holder still writing it: look again; one that stays
+        // unreadable for a minute was left by a writer that died.
+        let bytes = std::fs::read(&lease).unwrap_or_default();
+        let holder: Option<Holder> = serde_json::from_slice(&bytes).ok();
+        let abandoned = holder.is_none()
+            && std::fs::metadata(&lease)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > Duration::from_secs(60));
         match holder.as_ref().map(|h| (h, h.gone())) {
-            Some((_, Some(true))) => {
-                // Renamed away first, so that two takers cannot both delete a fresh lease.
-                let stale = lease.with_extension(format!("stale.{}", std::process::id()));
-                if std::fs::rename(&lease, &stale).is_ok() {
-                    let _ = std::fs::remove_file(&stale);
-                }
-                continue;
-            }
+            _ if abandoned => take_over(&lease, &bytes),
+            Some((_, Some(true))) => take_over(&lease, &bytes),
             Some((h, None)) if on_wait.is_some() => {
                 eprintln!(
-                "note: waiting for {}, held by pid {} on {}{}; if that process is gone, delete \
-                 the file",
-                lease.display(),
-                h.pid,
-                h.host,
-                h.job.as_ref().map(|j| format!(" (job {j})")).unwrap_or_default()
-            )
+                    "note: waiting for {}, held by pid {} on {}{}; if that process is gone, \
+                     delete the file",
+                    lease.display(),
+                    h.pid,
+                    h.host,
+                    h.job
+                        .as_ref()
+                        .map(|j| format!(" (job {j})"))
+                        .unwrap_or_default()
+                );
+                if let Some(f) = on_wait.take() {
+                    f();
+                }
+                std::thread::sleep(POLL);
             }
-            _ => {}
+            _ => {
+                if let Some(f) = on_wait.take() {
+                    f();
+                }
+                std::thread::sleep(POLL);
+            }
         }
-        if let Some(f) = on_wait.take() {
-            f();
-        }
-        std::thread::sleep(POLL);
     }
+}
+
+/// Removes a lease judged stale (`judged`: the bytes read when judging it). It is renamed
+/// away first and compared: if another taker replaced it meanwhile with a fresh lease, that
+/// one is put back (a hard link fails where a lease exists again) and nothing is lost.
+fn take_over(lease: &Path, judged: &[u8]) {
+    let stale = lease.with_extension(format!("stale.{}", std::process::id()));
+    if std::fs::rename(lease, &stale).is_err() {
+        return;
+    }
+    if std::fs::read(&stale).unwrap_or_default() != judged {
+        let _ = std::fs::hard_link(&stale, lease);
+    }
+    let _ = std::fs::remove_file(&stale);
 }
 
 #[cfg(test)]

@@ -127,7 +127,12 @@ pub fn run(shared: &Run, inst: &Instance, listener: &Arc<dyn Listener>) -> Resul
         elapsed: clock.elapsed(),
         summary,
     });
-    update_view(shared, inst)?;
+    // Committed: a view link that cannot be made is worth a note, not a failed build.
+    if let Err(e) = update_view(shared, inst) {
+        listener.event(Event::Note {
+            message: format!("could not update the experiment's view: {e:#}"),
+        });
+    }
     Ok(true)
 }
 

@@ -81,8 +81,13 @@ impl Journal {
         let mut f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .read(true)
             .open(&self.path)
             .with_context(|| format!("cannot open {}", self.path.display()))?;
+        // After a torn last line (a driver killed mid-write), start a fresh one.
+        if ends_torn(&mut f)? {
+            line.insert(0, b'\n');
+        }
         f.write_all(&line)?;
         f.sync_data()?;
         Ok(())
@@ -118,6 +123,18 @@ impl Journal {
         }
         Ok(out)
     }
+}
+
+fn ends_torn(f: &mut std::fs::File) -> Result<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    let len = f.metadata()?.len();
+    if len == 0 {
+        return Ok(false);
+    }
+    f.seek(SeekFrom::Start(len - 1))?;
+    let mut last = [0u8];
+    f.read_exact(&mut last)?;
+    Ok(last[0] != b'\n')
 }
 
 /// What a job writes when it starts.
@@ -184,7 +201,11 @@ mod tests {
             .unwrap();
         f.write_all(b"{\"event\":\"submitted\",\"stage\":\"tr")
             .unwrap();
+        drop(f);
+        // The next record starts on a line of its own.
+        j.append(&intent("k3")).unwrap();
         let known = j.known().unwrap();
+        assert_eq!(known["k3"], Known::Intended);
         assert_eq!(
             known["k1"],
             Known::Submitted {
@@ -193,7 +214,7 @@ mod tests {
             }
         );
         assert_eq!(known["k2"], Known::Intended);
-        assert_eq!(known.len(), 2);
+        assert_eq!(known.len(), 3);
     }
 
     #[test]

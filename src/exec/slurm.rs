@@ -38,7 +38,12 @@ struct Try {
     attempt: u32,
     exclude: Vec<String>,
     mem_scale: f64,
+    /// `sbatch` calls that failed for this attempt.
+    submit_errors: u32,
 }
+
+/// `sbatch` failures of one attempt before it counts as failed.
+const SUBMIT_TRIES: u32 = 3;
 
 impl Try {
     fn first() -> Try {
@@ -46,6 +51,7 @@ impl Try {
             attempt: 1,
             exclude: Vec::new(),
             mem_scale: 1.0,
+            submit_errors: 0,
         }
     }
 }
@@ -94,6 +100,9 @@ struct Driver<'a> {
 impl Executor for Slurm {
     fn execute(&self, run: &Run, listener: Arc<dyn Listener>) -> Outcome {
         let n = run.plan.instances.len();
+        if n == 0 {
+            return Outcome::default();
+        }
         let mut children = vec![Vec::new(); n];
         for inst in &run.plan.instances {
             for (u, _) in &inst.upstream {
@@ -138,9 +147,19 @@ impl Driver<'_> {
     fn drive(&mut self) {
         self.take_cached();
         if let Err(e) = self.adopt() {
-            self.listener.event(Event::Note {
-                message: format!("could not read the run journal or the queue: {e:#}"),
-            });
+            // Submitting without knowing which jobs still run would run them twice.
+            let message = format!(
+                "could not read the run journal or the queue to adopt live jobs ({e:#}); \
+                 nothing submitted: run again once squeue answers"
+            );
+            for id in 0..self.slots.len() {
+                if matches!(self.slots[id], Slot::Pending(_)) {
+                    self.slots[id] = Slot::Failed;
+                    self.outcome.failed.push((id, message.clone()));
+                }
+            }
+            self.listener.event(Event::Note { message });
+            return;
         }
         let mut delay = FIRST_POLL;
         loop {
@@ -265,6 +284,17 @@ impl Driver<'_> {
             changed = true;
             match self.submit(id, after, &tr) {
                 Ok(job) => self.slots[id] = Slot::Queued(Queued::new(job, tr)),
+                // sbatch can fail for a moment (slurmctld busy, a parent that ended between
+                // the look and the submit): tried again on the next looks, then given up.
+                Err(e) if tr.submit_errors < SUBMIT_TRIES => {
+                    self.listener.event(Event::Note {
+                        message: format!("{e:#}; trying again"),
+                    });
+                    self.slots[id] = Slot::Pending(Try {
+                        submit_errors: tr.submit_errors + 1,
+                        ..tr
+                    });
+                }
                 Err(e) => self.fail(id, format!("{e:#}")),
             }
         }
@@ -290,6 +320,11 @@ impl Driver<'_> {
             "--key".into(),
             inst.key.clone(),
         ]);
+        // A record of an earlier job of this entry must not be read as this one's (job ids
+        // restart with a fresh slurmctld).
+        for old in ["exit.json", "running.json"] {
+            let _ = std::fs::remove_file(dir.join(old));
+        }
         let script = dir.join("job.sh");
         let comment = Self::comment(inst);
         commands::write_script(&script, &comment, &argv, resources.gpu_count())?;

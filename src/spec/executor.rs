@@ -371,12 +371,13 @@ fn positive(node: &Node, name: &str) -> Result<i64, SpecError> {
 }
 
 fn seconds(node: &Node, name: &str) -> Result<f64, SpecError> {
+    const DAY: f64 = 86_400.0;
     match node.value {
-        Value::Int(n) if n > 0 => Ok(n as f64),
-        Value::Float(f) if f > 0.0 => Ok(f),
+        Value::Int(n) if n > 0 && n as f64 <= DAY => Ok(n as f64),
+        Value::Float(f) if f > 0.0 && f <= DAY => Ok(f),
         _ => Err(SpecError::at(
             &node.origin,
-            format!("{name} must be a positive number of seconds"),
+            format!("{name} must be a positive number of seconds, at most a day (86400)"),
         )),
     }
 }

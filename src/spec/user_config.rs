@@ -13,8 +13,10 @@ pub fn path() -> Option<PathBuf> {
     if let Ok(p) = std::env::var("DRPIPE_CONFIG") {
         return (!p.is_empty()).then(|| PathBuf::from(p));
     }
+    // An empty or relative XDG_CONFIG_HOME is to be ignored (XDG Base Directory spec).
     let base = std::env::var_os("XDG_CONFIG_HOME")
         .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
     Some(base.join("drpipe").join("config.toml"))
 }

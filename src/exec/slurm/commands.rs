@@ -186,6 +186,9 @@ pub fn find_by_comment(comment: &str) -> Result<Vec<String>> {
         .args(["-h", "-o", "%i|%k"])
         .output()
         .map_err(|e| missing_tool("squeue", e))?;
+    if !out.status.success() {
+        bail!("squeue failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
     Ok(String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| l.split_once('|'))

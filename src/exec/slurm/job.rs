@@ -9,6 +9,9 @@ use anyhow::{anyhow, bail, Result};
 use std::sync::Arc;
 use std::time::Instant;
 
+/// How long a job waits to see its parent's committed entry.
+const PARENT_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// The job's id and host, as Slurm gives them (or "local" when run by hand).
 fn whoami() -> (String, String) {
     let job = std::env::var("SLURM_JOB_ID").unwrap_or_else(|_| "local".into());
@@ -84,6 +87,12 @@ fn build(run: &Run, stage: &str, key: &str) -> Result<()> {
         })?;
     for (u, _) in &inst.upstream {
         let up = &run.plan.instances[*u];
+        // Slurm started this job because its parent's job ended well; a shared filesystem
+        // may show the parent's commit on this node a little later.
+        let clock = Instant::now();
+        while !run.store.exists(&up.stage, &up.key) && clock.elapsed() < PARENT_WAIT {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
         if !run.store.exists(&up.stage, &up.key) {
             bail!(
                 "its input `{}` ({}) is not in the cache: the job ran before its parent \
