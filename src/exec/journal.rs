@@ -61,13 +61,19 @@ pub struct Journal {
 }
 
 impl Journal {
+    /// The journal, its folder created (to write to it).
     pub fn open(outputs: &Path, experiment: &str) -> Result<Journal> {
         let dir = jobs_dir(outputs, experiment);
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
-        Ok(Journal {
-            path: dir.join("journal.jsonl"),
-        })
+        Ok(Journal::at(outputs, experiment))
+    }
+
+    /// The journal, to read (a run that never used a scheduler has none: no records).
+    pub fn at(outputs: &Path, experiment: &str) -> Journal {
+        Journal {
+            path: jobs_dir(outputs, experiment).join("journal.jsonl"),
+        }
     }
 
     pub fn path(&self) -> &Path {

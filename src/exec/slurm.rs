@@ -18,7 +18,6 @@ use crate::plan::Instance;
 use crate::spec::executor::SlurmSpec;
 use anyhow::Result;
 use commands::Submission;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -257,6 +256,7 @@ impl Driver<'_> {
     /// to `max_queued` jobs in the queue; skips those whose parents failed.
     fn submit_ready(&mut self) -> bool {
         let mut changed = false;
+        let mut queued = self.queued_ids().len();
         for id in 0..self.slots.len() {
             let Slot::Pending(tr) = self.slots[id].clone() else {
                 continue;
@@ -278,12 +278,15 @@ impl Driver<'_> {
                     _ => ready = false,
                 }
             }
-            if !ready || self.queued_ids().len() >= self.cfg.spec.max_queued {
+            if !ready || queued >= self.cfg.spec.max_queued {
                 continue;
             }
             changed = true;
             match self.submit(id, after, &tr) {
-                Ok(job) => self.slots[id] = Slot::Queued(Queued::new(job, tr)),
+                Ok(job) => {
+                    self.slots[id] = Slot::Queued(Queued::new(job, tr));
+                    queued += 1;
+                }
                 // sbatch can fail for a moment (slurmctld busy, a parent that ended between
                 // the look and the submit): tried again on the next looks, then given up.
                 Err(e) if tr.submit_errors < SUBMIT_TRIES => {
@@ -370,15 +373,4 @@ impl Driver<'_> {
             });
         }
     }
-}
-
-/// Job ids by entry key, for `drpipe status`.
-pub fn journal_jobs(j: &Journal) -> Result<HashMap<String, String>> {
-    Ok(j.known()?
-        .into_iter()
-        .filter_map(|(k, v)| match v {
-            Known::Submitted { job, .. } => Some((k, job)),
-            Known::Intended => None,
-        })
-        .collect())
 }

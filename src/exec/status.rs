@@ -48,8 +48,8 @@ pub struct InstanceStatus {
 
 /// The state of every instance of `run.plan`.
 pub fn statuses(run: &Run) -> Vec<InstanceStatus> {
-    let known = Journal::open(run.outputs, &run.exp.name)
-        .and_then(|j| j.known())
+    let known = Journal::at(run.outputs, &run.exp.name)
+        .known()
         .unwrap_or_default();
     let jobs: Vec<String> = run
         .plan

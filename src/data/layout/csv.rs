@@ -86,17 +86,10 @@ fn fields(row: &str, whitespace: bool) -> Vec<String> {
             .map(|f| unquote(f).to_string())
             .collect();
     }
-    let mut out = Vec::new();
-    let (mut cell, mut quoted) = (String::new(), false);
-    for c in row.chars() {
-        match c {
-            '"' => quoted = !quoted,
-            ',' if !quoted => out.push(std::mem::take(&mut cell)),
-            c => cell.push(c),
-        }
-    }
-    out.push(cell);
-    let mut out: Vec<String> = out.iter().map(|f| f.trim().to_string()).collect();
+    let mut out: Vec<String> = crate::data::csv_text::row(row)
+        .iter()
+        .map(|f| f.trim().to_string())
+        .collect();
     while out.len() > 1 && out.last().is_some_and(|f| f.is_empty()) {
         out.pop();
     }
