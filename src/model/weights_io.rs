@@ -28,7 +28,10 @@ impl HostTensor {
         let flat = t.flatten_all()?.to_device(&Device::Cpu)?;
         if t.dtype() == DType::I64 {
             let v = flat.to_vec1::<i64>()?;
-            let bytes = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+            let mut bytes = Vec::with_capacity(v.len() * 8);
+            for x in &v {
+                bytes.extend_from_slice(&x.to_le_bytes());
+            }
             return Ok(HostTensor {
                 shape,
                 dtype: safetensors::Dtype::I64,
@@ -36,7 +39,10 @@ impl HostTensor {
             });
         }
         let v = flat.to_dtype(DType::F32)?.to_vec1::<f32>()?;
-        let bytes = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+        let mut bytes = Vec::with_capacity(v.len() * 4);
+        for x in &v {
+            bytes.extend_from_slice(&x.to_le_bytes());
+        }
         Ok(HostTensor {
             shape,
             dtype: safetensors::Dtype::F32,
@@ -75,40 +81,67 @@ pub fn write_safetensors(
     tensors: &[(String, HostTensor)],
     metadata: Option<HashMap<String, String>>,
 ) -> Result<()> {
-    let bytes = safetensors::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), metadata)
-        .with_context(|| format!("cannot serialise weights for {}", path.display()))?;
+    write_views(path, tensors.iter().map(|(n, t)| (n.clone(), t)), metadata)
+}
+
+/// [`write_safetensors`] over borrowed tensors, streamed to the file (no second copy of the
+/// whole file in memory).
+pub fn write_views<'a>(
+    path: &Path,
+    tensors: impl IntoIterator<Item = (String, &'a HostTensor)>,
+    metadata: Option<HashMap<String, String>>,
+) -> Result<()> {
     let file_name = path
         .file_name()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = path.with_file_name(format!(".{file_name}.tmp"));
-    {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&tmp)
-            .with_context(|| format!("cannot create {}", tmp.display()))?;
-        f.write_all(&bytes)
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
-        f.sync_all()
-            .with_context(|| format!("cannot sync {}", tmp.display()))?;
-    }
+    safetensors::serialize_to_file(tensors, metadata, &tmp)
+        .with_context(|| format!("cannot write weights to {}", tmp.display()))?;
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("cannot sync {}", tmp.display()))?;
     std::fs::rename(&tmp, path)
         .with_context(|| format!("cannot move {} to {}", tmp.display(), path.display()))
+}
+
+/// Every variable of a model copied to the host, sorted by name: what the weight files and
+/// the checkpoint are written from, so they can be written while training goes on.
+pub struct ModelSnapshot {
+    tensors: Vec<(String, HostTensor)>,
+}
+
+impl ModelSnapshot {
+    pub fn of(varmap: &VarMap) -> Result<Self> {
+        let mut tensors = Vec::new();
+        for (name, var) in all_vars_sorted(varmap) {
+            tensors.push((name, HostTensor::from_tensor(var.as_tensor())?));
+        }
+        Ok(ModelSnapshot { tensors })
+    }
+
+    pub fn tensors(&self) -> &[(String, HostTensor)] {
+        &self.tensors
+    }
+
+    /// The file [`save_torchvision`] writes.
+    pub fn write_torchvision(&self, path: &Path, num_batches_tracked: i64) -> Result<()> {
+        let tracked = HostTensor::scalar_i64(num_batches_tracked);
+        let mut views = Vec::with_capacity(self.tensors.len() * 6 / 5);
+        for (name, t) in &self.tensors {
+            if let Some(prefix) = name.strip_suffix(".running_mean") {
+                views.push((format!("{prefix}.num_batches_tracked"), &tracked));
+            }
+            views.push((name.clone(), t));
+        }
+        write_views(path, views, None)
+    }
 }
 
 /// Save the model in `varmap` under torchvision's names, adding each batch norm's
 /// `num_batches_tracked` (the number of train-mode forward passes) as an int64 scalar.
 pub fn save_torchvision(varmap: &VarMap, path: &Path, num_batches_tracked: i64) -> Result<()> {
-    let mut tensors = Vec::new();
-    for (name, var) in all_vars_sorted(varmap) {
-        if let Some(prefix) = name.strip_suffix(".running_mean") {
-            tensors.push((
-                format!("{prefix}.num_batches_tracked"),
-                HostTensor::scalar_i64(num_batches_tracked),
-            ));
-        }
-        tensors.push((name, HostTensor::from_tensor(var.as_tensor())?));
-    }
-    write_safetensors(path, &tensors, None)
+    ModelSnapshot::of(varmap)?.write_torchvision(path, num_batches_tracked)
 }
 
 /// All tensors of a `.safetensors` file or a PyTorch `.pth`/`.pt`/`.bin` state dict, on the

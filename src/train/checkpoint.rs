@@ -5,8 +5,10 @@
 //! previous epoch's or this one's.
 
 use super::EpochRecord;
-use crate::model::weights_io::{read_metadata, read_tensors, write_safetensors, HostTensor};
-use crate::model::{all_vars_sorted, Arch};
+use crate::model::weights_io::{
+    read_metadata, read_tensors, write_views, HostTensor, ModelSnapshot,
+};
+use crate::model::Arch;
 use anyhow::{bail, Context, Result};
 use candle_core::Tensor;
 use candle_nn::VarMap;
@@ -52,13 +54,18 @@ pub fn save(
     optimizer: &BTreeMap<String, Tensor>,
     state: &LoopState,
 ) -> Result<()> {
+    snapshot(optimizer, state)?.write(work_dir, &ModelSnapshot::of(varmap)?)
+}
+
+/// The optimiser's state and the loop's, copied to the host: with a [`ModelSnapshot`], a
+/// whole checkpoint that can be written while the next epoch trains.
+pub struct Snapshot {
+    optimizer: Vec<(String, HostTensor)>,
+    meta: HashMap<String, String>,
+}
+
+pub fn snapshot(optimizer: &BTreeMap<String, Tensor>, state: &LoopState) -> Result<Snapshot> {
     let mut tensors = Vec::new();
-    for (name, var) in all_vars_sorted(varmap) {
-        tensors.push((
-            format!("{MODEL_PREFIX}{name}"),
-            HostTensor::from_tensor(var.as_tensor())?,
-        ));
-    }
     for (name, buf) in optimizer {
         tensors.push((
             format!("{OPTIM_PREFIX}{name}"),
@@ -66,7 +73,21 @@ pub fn save(
         ));
     }
     let meta = HashMap::from([(STATE_KEY.to_string(), serde_json::to_string(state)?)]);
-    write_safetensors(&path_in(work_dir), &tensors, Some(meta))
+    Ok(Snapshot {
+        optimizer: tensors,
+        meta,
+    })
+}
+
+impl Snapshot {
+    pub fn write(&self, work_dir: &Path, model: &ModelSnapshot) -> Result<()> {
+        let views = model
+            .tensors()
+            .iter()
+            .map(|(name, t)| (format!("{MODEL_PREFIX}{name}"), t))
+            .chain(self.optimizer.iter().map(|(name, t)| (name.clone(), t)));
+        write_views(&path_in(work_dir), views, Some(self.meta.clone()))
+    }
 }
 
 /// The checkpoint in `work_dir`, or `None` if there is none.

@@ -7,6 +7,7 @@ pub mod history;
 mod inplace;
 pub mod loss;
 pub mod optimizer;
+mod persist;
 pub mod schedule;
 pub mod sgd;
 pub mod trainer;

@@ -5,13 +5,14 @@ use super::checkpoint::{self, LoopState};
 use super::config::{Checkpoint, TrainConfig};
 use super::loss::{correct, cross_entropy};
 use super::optimizer::Optimizer;
+use super::persist::{EpochFiles, EpochWriter};
 use super::schedule::lr_at;
 use super::{history, EpochRecord};
 use crate::data::{Batch, NUM_CLASSES};
-use crate::model::weights_io::assign;
+use crate::model::weights_io::{assign, ModelSnapshot};
 use crate::model::{
-    all_vars_sorted, init_weights, load_pretrained, resolve_pretrained, save_torchvision,
-    select_device, trainable_vars, ResNet, TORCH_FILE_NOTE,
+    all_vars_sorted, init_weights, load_pretrained, resolve_pretrained, select_device,
+    trainable_vars, ResNet, TORCH_FILE_NOTE,
 };
 use crate::Progress;
 use anyhow::{bail, Context, Result};
@@ -89,10 +90,29 @@ fn to_tensor(b: &Batch, device: &Device) -> Result<Tensor> {
     Ok(Tensor::from_slice(&b.images, (n, 3, s, s), device)?)
 }
 
-/// The first variable (by name) holding NaN or inf, if any. One fused reduction in the
-/// common case: `0 * x` is 0 for finite x and NaN otherwise.
+/// The first variable (by name) holding NaN or inf, if any. On the CPU the values are read
+/// where they lie (a step's check used to allocate a zeroed copy of every parameter); other
+/// devices take one fused reduction: `0 * x` is 0 for finite x and NaN otherwise.
 fn first_non_finite(varmap: &VarMap) -> Result<Option<String>> {
     let vars = all_vars_sorted(varmap);
+    if vars.iter().all(|(_, v)| v.device().is_cpu()) {
+        for (name, v) in &vars {
+            let t = v.as_tensor();
+            if t.dtype() == DType::F32 && t.is_contiguous() {
+                if !crate::model::cpu_data::with_f32(t, "finite check", all_finite)? {
+                    return Ok(Some(name.clone()));
+                }
+            } else if !(t * 0.0)?
+                .sum_all()?
+                .to_dtype(DType::F32)?
+                .to_scalar::<f32>()?
+                .is_finite()
+            {
+                return Ok(Some(name.clone()));
+            }
+        }
+        return Ok(None);
+    }
     let sums = vars
         .iter()
         .map(|(_, v)| (v.as_detached_tensor() * 0.0)?.sum_all())
@@ -110,6 +130,20 @@ fn first_non_finite(varmap: &VarMap) -> Result<Option<String>> {
         }
     }
     Ok(Some("the model".into()))
+}
+
+/// Whether every value is finite, in one vectorisable pass: `x - x` is 0 for finite `x` and
+/// NaN for NaN and inf, and a NaN in a sum survives (eight lanes, so the adds vectorise).
+fn all_finite(xs: &[f32]) -> bool {
+    let mut lanes = [0.0f32; 8];
+    let mut chunks = xs.chunks_exact(8);
+    for c in &mut chunks {
+        for (l, &x) in lanes.iter_mut().zip(c) {
+            *l += x - x;
+        }
+    }
+    let rest: f32 = chunks.remainder().iter().map(|&x| x - x).sum();
+    lanes.iter().sum::<f32>() + rest == 0.0
 }
 
 /// Train per `cfg`, resuming from `work_dir`'s checkpoint if there is one. Writes
@@ -181,6 +215,7 @@ pub fn train(
     let resumed_from = (state.epochs_done > 0).then_some(state.epochs_done);
 
     let mut stopped_early = false;
+    let mut writer = EpochWriter::default();
     for epoch in state.epochs_done..cfg.epochs {
         // Decided from the saved state alone, so a run killed after its stopping epoch's
         // checkpoint stops at the same epoch when resumed.
@@ -279,11 +314,6 @@ pub fn train(
             seconds: started.elapsed().as_secs_f64(),
         };
         history::append(&history_path, &record)?;
-        save_torchvision(
-            &varmap,
-            &out_dir.join("last.safetensors"),
-            state.num_batches_tracked,
-        )?;
         let score = match cfg.checkpoint {
             Checkpoint::Best => cfg.selection_metric.score(&record),
             Checkpoint::BestTest => record.test_acc,
@@ -292,21 +322,26 @@ pub fn train(
         // NaN (a metric that could not be measured) never wins; kept finite so that the
         // checkpoint's JSON state round-trips.
         let score = if score.is_nan() { f64::MIN } else { score };
+        let mut best = None;
         if state.best_epoch == 0 || score > state.best_score {
             state.best_score = score;
             state.best_epoch = epoch + 1;
             if cfg.checkpoint != Checkpoint::Last {
-                save_torchvision(
-                    &varmap,
-                    &out_dir.join("best.safetensors"),
-                    state.num_batches_tracked,
-                )?;
+                best = Some(out_dir.join("best.safetensors"));
             }
         }
         state.history.push(record);
         state.epochs_done = epoch + 1;
-        checkpoint::save(work_dir, &varmap, &opt.state()?, &state)?;
+        writer.write(EpochFiles {
+            model: ModelSnapshot::of(&varmap)?,
+            num_batches_tracked: state.num_batches_tracked,
+            last: out_dir.join("last.safetensors"),
+            best,
+            checkpoint: checkpoint::snapshot(&opt.state()?, &state)?,
+            work_dir: work_dir.to_path_buf(),
+        })?;
     }
+    writer.wait()?;
 
     let summary = serde_json::json!({
         "arch": cfg.arch.to_string(),

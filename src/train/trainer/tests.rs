@@ -418,3 +418,39 @@ fn early_stopping_stops_after_patience_epochs_without_improvement() {
     assert_eq!(json["stopped_early"], true);
     assert_eq!(json["selected_on"], "validation");
 }
+
+#[test]
+fn the_finite_check_finds_nan_and_inf_in_any_lane_and_names_the_variable() {
+    for n in [0usize, 1, 7, 8, 9, 64, 1027] {
+        let ok: Vec<f32> = (0..n).map(|i| (i as f32 - 5.0) * 1e30).collect();
+        assert!(all_finite(&ok), "n = {n}");
+        for at in [0, n / 2, n.saturating_sub(1)] {
+            for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+                if n == 0 {
+                    continue;
+                }
+                let mut v = ok.clone();
+                v[at] = bad;
+                assert!(!all_finite(&v), "n = {n}, {bad} at {at}");
+            }
+        }
+    }
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    vb.get_with_hints(3, "a.weight", candle_nn::Init::Const(1.0))
+        .unwrap();
+    let b = vb
+        .get_with_hints(20, "b.weight", candle_nn::Init::Const(1.0))
+        .unwrap();
+    assert_eq!(first_non_finite(&varmap).unwrap(), None);
+    let mut values = vec![1.0f32; 20];
+    values[13] = f32::INFINITY;
+    let var = varmap.data().lock().unwrap()["b.weight"].clone();
+    var.set(&Tensor::from_vec(values, 20, &Device::Cpu).unwrap())
+        .unwrap();
+    assert_eq!(b.dims(), &[20]);
+    assert_eq!(
+        first_non_finite(&varmap).unwrap(),
+        Some("b.weight".to_string())
+    );
+}
