@@ -8,6 +8,12 @@
 //!
 //! Only what a stage computes is hashed: times (`seconds` in `history.csv` and `train.json`,
 //! the cache's manifests) are left out.
+//!
+//! A stage may have several recorded hashes, one per CPU model it was recorded on: the `gemm`
+//! crate blocks its sums by the CPU's cache sizes, so the same code trains to different floats
+//! on, say, a Zen 3 and a Zen 4 (train, and so evaluate and report, differ; the stages above
+//! them do not). Updating with no version bump at or above a stage adds this machine's hash to
+//! the stage's list; after a bump the list restarts with this machine's hash alone.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -144,19 +150,31 @@ fn a_stage_whose_output_changes_bumps_its_version() {
     if std::env::var_os("DRPIPE_UPDATE_FINGERPRINTS").is_some() {
         let mut text = String::from(
             "# Written by `DRPIPE_UPDATE_FINGERPRINTS=1 cargo test --test fingerprint`: each \
-             stage's version\n# and the hash of what it writes on the test's tiny input. See \
-             tests/fingerprint.rs.\n",
+             stage's version\n# and the hashes of what it writes on the test's tiny input, \
+             one per CPU model whose\n# rounding differs. See tests/fingerprint.rs.\n",
         );
-        for (stage, (version, hash)) in &measured {
-            text += &format!("\n[{stage}]\nversion = {version}\nhash = \"{hash}\"\n");
+        let recorded = read_recorded(&path).unwrap_or_default();
+        let mut bumped_upstream = false;
+        for stage in ORDER {
+            let (version, hash) = &measured[stage];
+            let (rv, mut hashes) = recorded.get(stage).cloned().unwrap_or((0, Vec::new()));
+            bumped_upstream |= rv != *version;
+            if bumped_upstream {
+                hashes.clear();
+            }
+            if !hashes.contains(hash) {
+                hashes.push(hash.clone());
+            }
+            let list = hashes.iter().map(|h| format!("\"{h}\"")).collect::<Vec<_>>();
+            text += &format!(
+                "\n[{stage}]\nversion = {version}\nhashes = [{}]\n",
+                list.join(", ")
+            );
         }
         std::fs::write(&path, text).unwrap();
         return;
     }
-    let recorded: toml::Table = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .parse()
-        .unwrap();
+    let recorded = read_recorded(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut problems = Vec::new();
     // A stage's output also changes when an upstream stage's does: only a change with no
     // version bump at or above it in the pipeline is a missed bump.
@@ -167,16 +185,19 @@ fn a_stage_whose_output_changes_bumps_its_version() {
             problems.push(format!("{stage}: not in {FINGERPRINTS}"));
             continue;
         };
-        let rv = r["version"].as_integer().unwrap() as u32;
-        let rh = r["hash"].as_str().unwrap();
-        bumped_upstream |= rv != *version;
-        if rh != hash && !bumped_upstream {
+        let (rv, hashes) = r;
+        let rh = hashes.join(" or ");
+        let known = hashes.contains(hash);
+        bumped_upstream |= rv != version;
+        if !known && !bumped_upstream {
             problems.push(format!(
                 "{stage}: output changed ({rh} -> {hash}) but its version is still {version}: \
                  bump {stage}'s Stage::version() so that cached entries rerun (no stage \
-                 upstream of it was bumped either)"
+                 upstream of it was bumped either). If no code changed and only the CPU \
+                 did (the stages above it matched), this CPU model rounds training's sums \
+                 differently: record its hashes beside the others"
             ));
-        } else if rh != hash || rv != *version {
+        } else if !known || rv != version {
             problems.push(format!(
                 "{stage}: version {rv} -> {version}, hash {rh} -> {hash}: record it"
             ));
@@ -188,4 +209,27 @@ fn a_stage_whose_output_changes_bumps_its_version() {
          fingerprint)",
         problems.join("\n")
     );
+}
+
+/// Each stage's recorded version and hashes (`hashes = [...]`; `hash = "..."` as written
+/// before stages could have several).
+fn read_recorded(path: &Path) -> Result<BTreeMap<String, (u32, Vec<String>)>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    let table: toml::Table = text.parse().map_err(|e| format!("{e}"))?;
+    let mut out = BTreeMap::new();
+    for (stage, r) in &table {
+        let version = r["version"].as_integer().ok_or("version is not an integer")? as u32;
+        let hashes = match (r.get("hashes"), r.get("hash")) {
+            (Some(list), _) => list
+                .as_array()
+                .ok_or("hashes is not a list")?
+                .iter()
+                .map(|h| h.as_str().map(str::to_string).ok_or("a hash is not a string"))
+                .collect::<Result<Vec<_>, _>>()?,
+            (None, Some(h)) => vec![h.as_str().ok_or("hash is not a string")?.to_string()],
+            (None, None) => return Err(format!("[{stage}] has no hashes")),
+        };
+        out.insert(stage.clone(), (version, hashes));
+    }
+    Ok(out)
 }
