@@ -5,8 +5,9 @@
 //! runs a conv whose "kernel" is the whole gradient map, which degenerates into matrix-vector
 //! products. The input gradient is skipped for inputs that need none (the images).
 //!
-//! The 3x3 stride-1 convolutions use Winograd F(2x2, 3x3) ([`super::winograd`]) unless
-//! [`set_winograd`] turns it off.
+//! The 3x3 stride-1 convolutions over maps with enough tiles use Winograd F(2x2, 3x3)
+//! ([`super::winograd`], where [`winograd::pays`] says why) unless [`set_winograd`] turns
+//! it off.
 //!
 //! Other devices and dtypes keep candle's conv (its CUDA kernels, cuDNN when enabled).
 
@@ -25,11 +26,7 @@ pub fn set_winograd(on: bool) {
 }
 
 fn use_winograd(g: &ConvGeom) -> bool {
-    WINOGRAD.load(Ordering::Relaxed) && winograd::applies(g)
-}
-
-fn use_winograd_for_weight_grad(g: &ConvGeom) -> bool {
-    WINOGRAD.load(Ordering::Relaxed) && winograd::pays_for_weight_grad(g)
+    WINOGRAD.load(Ordering::Relaxed) && winograd::pays(g)
 }
 
 /// `x` `[B, Ci, H, W]`, `w` `[Co, Ci, k, k]`, dilation 1, groups 1.
@@ -154,7 +151,7 @@ impl CustomOp2 for WeightGrad {
     ) -> Result<(CpuStorage, Shape)> {
         let g = &self.geom;
         let (x, dy) = (f32_slice(xs, xl, "conv2d")?, f32_slice(gs, gl, "conv2d")?);
-        let dw = if use_winograd_for_weight_grad(g) {
+        let dw = if use_winograd(g) {
             winograd::weight_grad(g, x, dy)
         } else {
             conv_kernels::weight_grad(g, x, dy)

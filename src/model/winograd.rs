@@ -32,16 +32,20 @@ pub fn applies(g: &ConvGeom) -> bool {
     g.k == 3 && g.stride == 1 && g.pad == 1
 }
 
-/// Whether [`weight_grad`] beats im2col here. Its 16 GEMMs reduce over the batch's tiles, so
-/// with few of them (ResNet's 4x4 maps at 128 px: 64 tiles for 16 images) they are thin
-/// products writing large `[Co, Ci]` outputs, measured 1.3-1.8x slower than im2col's one GEMM
-/// (`examples/bench_conv.rs`).
-pub fn pays_for_weight_grad(g: &ConvGeom) -> bool {
-    applies(g) && g.batch * Tiles::of(g.ho, g.wo).per_image() >= MIN_WEIGHT_GRAD_TILES
+/// Whether Winograd beats im2col here, for each of the three passes. Its 16 GEMMs run over
+/// the batch's tiles, so with few of them they are thin products, and on maps of a tile or
+/// four per image the transforms are mostly padding. Measured with `examples/bench_conv.rs`
+/// (ResNet-18's shapes, batch 8 and 16, 64 and 128 px): at 4x4 and 2x2 maps (64 tiles or
+/// fewer in the batch) Winograd ran at 0.15-0.8x im2col's speed in all three passes, from
+/// 8x8 maps with 256 tiles at 1.05-1.3x, and at 16x16 and 32x32 maps at 1.2-3.4x. The weight
+/// gradient had used this threshold alone; the forward and the input gradient used Winograd
+/// on every 3x3 map until 2026-12-04.
+pub fn pays(g: &ConvGeom) -> bool {
+    applies(g) && g.batch * Tiles::of(g.ho, g.wo).per_image() >= MIN_TILES
 }
 
-/// See [`pays_for_weight_grad`].
-const MIN_WEIGHT_GRAD_TILES: usize = 256;
+/// See [`pays`].
+const MIN_TILES: usize = 256;
 
 fn schedule(g: &ConvGeom, t: Tiles) -> Schedule {
     Schedule::new(
