@@ -17,6 +17,7 @@
 //! stages above them, and every stage's version, are checked everywhere. Updating with no
 //! version bump at or above a stage adds this CPU model's hash; after a bump the stage's
 //! record restarts with this model alone.
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -71,6 +72,7 @@ struct Recorded {
     hash: Option<String>,
     by_cpu: BTreeMap<String, String>,
 }
+
 /// The shipped pipeline's stages, upstream first.
 const ORDER: [&str; 7] = [
     "dataset", "audit", "stats", "images", "train", "evaluate", "report",
@@ -295,14 +297,23 @@ fn read_recorded(path: &Path) -> Result<BTreeMap<String, Recorded>, String> {
         let mut by_cpu = BTreeMap::new();
         if let Some(t) = r.get("hashes").and_then(|h| h.as_table()) {
             for (model, h) in t {
-                let h = h.as_str().ok_or(format!("[{stage}.hashes] {model:?} is not a string"))?;
+                let h = h
+                    .as_str()
+                    .ok_or(format!("[{stage}.hashes] {model:?} is not a string"))?;
                 by_cpu.insert(model.clone(), h.to_string());
             }
         }
         if hash.is_none() && by_cpu.is_empty() {
             return Err(format!("[{stage}] has neither hash nor hashes"));
         }
-        out.insert(stage.clone(), Recorded { version, hash, by_cpu });
+        out.insert(
+            stage.clone(),
+            Recorded {
+                version,
+                hash,
+                by_cpu,
+            },
+        );
     }
     Ok(out)
 }
