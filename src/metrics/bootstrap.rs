@@ -155,7 +155,7 @@ pub fn intervals(
     seed: u64,
 ) -> BTreeMap<String, Interval> {
     let draws = resamples(&patient_groups(patients), b, seed);
-    let mut values: Vec<Vec<f64>> = vec![Vec::with_capacity(b); HEADLINE];
+    let mut values: Vec<Vec<f64>> = (0..HEADLINE).map(|_| Vec::with_capacity(b)).collect();
     for idx in &draws {
         let mut mean = [0.0; HEADLINE];
         for set in probs {
@@ -215,7 +215,7 @@ pub fn paired_differences(
     };
     let estimate = mean_over_pairs(None);
     let draws = resamples(&patient_groups(patients), b, seed);
-    let mut values: Vec<Vec<f64>> = vec![Vec::with_capacity(b); HEADLINE];
+    let mut values: Vec<Vec<f64>> = (0..HEADLINE).map(|_| Vec::with_capacity(b)).collect();
     for idx in &draws {
         for (k, d) in mean_over_pairs(Some(idx)).iter().enumerate() {
             values[k].push(*d);

@@ -178,7 +178,10 @@ fn table_tag(table: &Table) -> String {
 /// under one name. Names must be unique downstream (audit.csv, predictions, the patient
 /// split), so a name found in more than one table becomes `NAME@TAG` in each of them; names
 /// that do not repeat are left as the user wrote them.
-fn qualify_repeated_names(tables: &mut [(String, Vec<(Option<Split>, Sample)>)]) {
+/// One table's tag and its rows (the split its split column names, if any, and the sample).
+type TableRows = (String, Vec<(Option<Split>, Sample)>);
+
+fn qualify_repeated_names(tables: &mut [TableRows]) {
     let mut count: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     for (_, rows) in tables.iter() {
         for (_, s) in rows {
@@ -212,7 +215,7 @@ pub fn load(root: &Path, layout: &CsvLayout) -> Result<Dataset> {
         list_files: Vec::new(),
     };
     let excluded: HashSet<i64> = layout.exclude_labels.iter().copied().collect();
-    let mut tables: Vec<(String, Vec<(Option<Split>, Sample)>)> = Vec::new();
+    let mut tables: Vec<TableRows> = Vec::new();
     for table in &layout.tables {
         let mut rows = Vec::new();
         let file = root.join(&table.labels);

@@ -26,7 +26,7 @@ fn whoami() -> (String, String) {
 
 /// A job that asked for GPUs and was given none must not train on the CPU for a day.
 pub fn check_gpus(asked: u32, visible: Option<&str>) -> Result<()> {
-    if asked > 0 && visible.map_or(true, |v| v.trim().is_empty()) {
+    if asked > 0 && visible.is_none_or(|v| v.trim().is_empty()) {
         bail!(
             "this job asked for {asked} GPU(s) but CUDA_VISIBLE_DEVICES is empty: the node gave \
              it none. Check the gpus / gpu_flag settings under [executor.slurm] against how \

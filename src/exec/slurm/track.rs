@@ -172,7 +172,7 @@ impl Driver<'_> {
         // submit them again after the new one.
         for d in self.descendants(id) {
             if let Slot::Queued(dq) = self.slots[d].clone() {
-                commands::cancel(&[dq.job.clone()]);
+                commands::cancel(std::slice::from_ref(&dq.job));
                 self.slots[d] = Slot::Pending(dq.tr);
             }
         }
@@ -188,7 +188,7 @@ impl Driver<'_> {
         self.outcome.failed.push((id, error));
         for d in self.descendants(id) {
             if let Slot::Queued(dq) = &self.slots[d] {
-                commands::cancel(&[dq.job.clone()]);
+                commands::cancel(std::slice::from_ref(&dq.job));
             }
             if matches!(self.slots[d], Slot::Queued(_) | Slot::Pending(_)) {
                 self.skip(d, id);

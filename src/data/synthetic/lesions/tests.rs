@@ -2,7 +2,7 @@ use super::shapes::point_in_quadrant;
 use super::*;
 
 fn eye(seed: u64) -> Anatomy {
-    Anatomy::new(&mut Rng::new(seed), seed % 2 == 0, 0.0)
+    Anatomy::new(&mut Rng::new(seed), seed.is_multiple_of(2), 0.0)
 }
 
 #[test]
