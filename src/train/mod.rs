@@ -3,6 +3,7 @@
 pub mod adam;
 pub mod checkpoint;
 pub mod config;
+mod finite;
 pub mod history;
 mod inplace;
 pub mod loss;

@@ -3,6 +3,7 @@
 use super::*;
 use crate::model::{Arch, Pretrained};
 use crate::rng::Rng;
+use crate::train::finite::{all_finite, first_non_finite};
 use crate::train::{Checkpoint, Schedule, SelectionMetric, TrainConfig};
 use std::collections::HashMap;
 
