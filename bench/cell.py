@@ -22,26 +22,30 @@ import sys
 import tempfile
 import time
 
+# The repository root: the experiment file and bench/learn.py are found from here, wherever
+# the script is started.
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("side", choices=["drpipe", "reference"])
     ap.add_argument("--data", required=True)
-    ap.add_argument("--drpipe", default="target/release/drpipe")
+    ap.add_argument("--drpipe", default=os.path.join(ROOT, "target", "release", "drpipe"))
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     a = ap.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="drpipe-bench-cell-") as outputs:
         if a.side == "drpipe":
-            cmd = [a.drpipe, "run", "experiments/quickstart.toml",
+            cmd = [a.drpipe, "run", os.path.join(ROOT, "experiments", "quickstart.toml"),
                    "--outputs", outputs,
                    "--set", "dataset.source=kaggle", "--set", f"dataset.root={a.data}",
                    "--set", f"epochs={a.epochs}",
                    "--set", 'matrix.class_weights=["none"]']
             env = dict(os.environ, RAYON_NUM_THREADS=str(a.threads))
         else:
-            cmd = [sys.executable, "bench/learn.py", a.data, "--size", "64", "--epochs",
+            cmd = [sys.executable, os.path.join(ROOT, "bench", "learn.py"), a.data, "--size", "64", "--epochs",
                    str(a.epochs), "--optim", "adam", "--lr", "0.0003", "--batch", "16",
                    "--threads", str(a.threads)]
             env = dict(os.environ)
