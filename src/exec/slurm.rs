@@ -94,6 +94,8 @@ struct Driver<'a> {
     slots: Vec<Slot>,
     children: Vec<Vec<usize>>,
     outcome: Outcome,
+    /// Whether `sacct` may know more than `squeue` (false once it said accounting is off).
+    accounting: bool,
 }
 
 impl Executor for Slurm {
@@ -124,6 +126,7 @@ impl Executor for Slurm {
             slots: vec![Slot::Pending(Try::first()); n],
             children,
             outcome: Outcome::default(),
+            accounting: true,
         };
         d.drive();
         d.outcome

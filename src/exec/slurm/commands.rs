@@ -1,5 +1,5 @@
 //! Slurm's command-line tools as drpipe uses them: `sbatch --parsable` to submit, one
-//! `squeue` for all ids per look, `scancel`. Argument building and output parsing are plain
+//! `squeue` for all ids per look, `sacct` for the jobs `squeue` has forgotten, `scancel`. Argument building and output parsing are plain
 //! functions, tested without a cluster.
 
 use crate::spec::executor::Resources;
@@ -179,6 +179,56 @@ pub fn queue(ids: &[String]) -> Result<HashMap<String, QueueEntry>> {
     Ok(parse_queue(&String::from_utf8_lossy(&out.stdout)))
 }
 
+/// What `sacct` says of jobs `squeue` no longer shows (Slurm forgets finished jobs after
+/// `MinJobAge`, 300 s by default): `Ok(None)` where the cluster keeps no accounting, so the
+/// driver stops asking; `Err` for a database that did not answer this time.
+pub fn accounting(ids: &[String]) -> Result<Option<HashMap<String, QueueEntry>>> {
+    if ids.is_empty() {
+        return Ok(Some(HashMap::new()));
+    }
+    // With -j and no start time sacct searches from the epoch; -X: allocations, not steps.
+    let out = match Command::new("sacct")
+        .args([
+            "-n",
+            "-P",
+            "-X",
+            "-o",
+            "JobIDRaw,State,NodeList,Reason",
+            "-j",
+            &ids.join(","),
+        ])
+        .output()
+    {
+        Ok(out) => out,
+        Err(_) => return Ok(None),
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if stderr.contains("accounting storage is disabled") {
+        return Ok(None);
+    }
+    if !out.status.success() {
+        bail!("sacct failed: {}", stderr.trim());
+    }
+    Ok(Some(parse_accounting(&String::from_utf8_lossy(
+        &out.stdout,
+    ))))
+}
+
+/// `sacct -P` lines `ID|STATE|NODES|REASON`; a state such as `CANCELLED by 1000` is cut to
+/// its first word, `squeue`'s spelling.
+pub fn parse_accounting(stdout: &str) -> HashMap<String, QueueEntry> {
+    let mut jobs = parse_queue(stdout);
+    for e in jobs.values_mut() {
+        if let Some(first) = e.state.split_whitespace().next() {
+            e.state = first.to_string();
+        }
+        if e.node == "None assigned" {
+            e.node.clear();
+        }
+    }
+    jobs
+}
+
 /// Live jobs whose comment is `comment` (a driver that died between `sbatch` and the
 /// journal's `submitted` line).
 pub fn find_by_comment(comment: &str) -> Result<Vec<String>> {
@@ -301,6 +351,21 @@ mod tests {
         assert_eq!(q["5"].node, "node1");
         let gone = parse_queue("7|CANCELLED|n|None\n8|OUT_OF_MEMORY|n|None\n");
         assert!(!gone["7"].alive() && !gone["8"].alive());
+    }
+
+    #[test]
+    fn sacct_answers_are_read_as_squeue_would_show_them() {
+        let a = parse_accounting(
+            "41|CANCELLED by 1000|None assigned|None\n42|NODE_FAIL|n7|None\n43|COMPLETED|n1|None\n",
+        );
+        assert_eq!(a.len(), 3);
+        assert_eq!(a["41"].state, "CANCELLED");
+        assert_eq!(a["41"].node, "");
+        assert_eq!(
+            (a["42"].state.as_str(), a["42"].node.as_str()),
+            ("NODE_FAIL", "n7")
+        );
+        assert!(!a["43"].alive());
     }
 
     #[test]

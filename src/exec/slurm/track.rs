@@ -7,6 +7,7 @@ use super::{Driver, Queued, Slot, Try};
 use crate::cache::Manifest;
 use crate::exec::journal;
 use crate::exec::Event;
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// Job states after which a job that wrote no exit record will not write one.
@@ -26,7 +27,7 @@ const KILLED_GRACE: Duration = Duration::from_secs(5);
 impl Driver<'_> {
     /// One look: exit records first (the truth), then the queue for the rest.
     pub(super) fn look(&mut self, ids: &[String]) -> bool {
-        let queue = match commands::queue(ids) {
+        let mut queue = match commands::queue(ids) {
             Ok(q) => q,
             Err(e) => {
                 // The scheduler not answering is no news about the jobs.
@@ -36,6 +37,7 @@ impl Driver<'_> {
                 return false;
             }
         };
+        self.ask_accounting(ids, &mut queue);
         let mut changed = false;
         let grace = Duration::from_secs_f64(self.cfg.spec.lost_after_seconds);
         for id in 0..self.slots.len() {
@@ -130,6 +132,26 @@ impl Driver<'_> {
             );
         }
         changed
+    }
+
+    /// Jobs `squeue` has forgotten, from `sacct` where the cluster keeps accounting: how
+    /// they ended (out of memory, node failure) decides their retry, not "lost".
+    fn ask_accounting(&mut self, ids: &[String], queue: &mut HashMap<String, QueueEntry>) {
+        let forgotten: Vec<String> = ids
+            .iter()
+            .filter(|id| !queue.contains_key(*id))
+            .cloned()
+            .collect();
+        if !self.accounting || forgotten.is_empty() {
+            return;
+        }
+        match commands::accounting(&forgotten) {
+            Ok(Some(ended)) => queue.extend(ended),
+            Ok(None) => self.accounting = false,
+            Err(e) => self.listener.event(Event::Note {
+                message: format!("{e:#}; asking again later"),
+            }),
+        }
     }
 
     fn finish(&mut self, id: usize, seconds: f64) {
