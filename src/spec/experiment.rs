@@ -4,9 +4,10 @@
 use super::dataset::{self, DatasetSpec};
 use super::diagnostic::{suggest, Origin, SourceText, SpecError};
 use super::matrix::{self, Cell};
+use super::overrides;
 use super::params;
 use super::pipeline::{self, Pipeline, Scope};
-use super::tree::{parse_cli_value, parse_document, Node, Table, Value};
+use super::tree::{parse_document, Node, Table, Value};
 use super::user_config;
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
@@ -47,7 +48,7 @@ pub fn load(
     let mut doc = parse_document(&source)?;
     let file_origin = Origin::file(&source, 0..0);
     for arg in overrides {
-        apply_override(&mut doc, arg)?;
+        overrides::apply(&mut doc, arg)?;
     }
     for (key, origin, _) in &doc.entries {
         if !TOP_KEYS.contains(&key.as_str()) {
@@ -276,84 +277,6 @@ fn check_experiment_scope(pipeline: &Pipeline, cells: &[Cell]) -> Result<(), Spe
                 ))
                 .help("give the stage scope = \"cell\", or remove the parameter from its params"));
             }
-        }
-    }
-    Ok(())
-}
-
-/// Apply one `--set KEY=VALUE` to the document before validation, so that its errors are
-/// reported like a file's (with `--set KEY=VALUE` as the location).
-fn apply_override(doc: &mut Table, arg: &str) -> Result<(), SpecError> {
-    let origin = Origin::CommandLine {
-        arg: arg.to_string(),
-    };
-    let Some((key, raw)) = arg.split_once('=') else {
-        return Err(SpecError::at(&origin, "expected KEY=VALUE")
-            .help("e.g. --set lr=0.01 or --set dataset.root=/data/eyepacs"));
-    };
-    let key = key.trim();
-    let node = parse_cli_value(arg, raw.trim())?;
-    let (table, field) = match key.split_once('.') {
-        Some((t @ ("dataset" | "params" | "matrix"), field)) => (t, field),
-        Some((other, _)) => {
-            return Err(
-                SpecError::at(&origin, format!("unknown key `{key}`")).help(format!(
-                    "`{other}` is not a table: use params.NAME, dataset.NAME or matrix.NAME"
-                )),
-            )
-        }
-        None if ["pipeline", "name", "description"].contains(&key) => {
-            doc.set(key, origin.clone(), node);
-            return Ok(());
-        }
-        None => ("params", key),
-    };
-    match table {
-        "dataset" if !dataset::KEYS.contains(&field) => {
-            let err = SpecError::at(&origin, format!("unknown key `dataset.{field}`"));
-            return Err(err.help(format!("valid dataset keys: {}", dataset::KEYS.join(", "))));
-        }
-        "params" | "matrix" if params::lookup(field).is_none() => {
-            return Err(params::unknown_param(field, &origin))
-        }
-        _ => {}
-    }
-    if table == "params" {
-        // Setting a parameter that is a matrix axis pins it: the axis goes away.
-        if let Some(Node {
-            value: Value::Table(m),
-            ..
-        }) = doc
-            .entries
-            .iter_mut()
-            .find(|(k, _, _)| k == "matrix")
-            .map(|(_, _, n)| n)
-        {
-            m.entries.retain(|(k, _, _)| k != field);
-        }
-    }
-    let entry = doc.entries.iter_mut().find(|(k, _, _)| k == table);
-    let sub = match entry {
-        Some((_, _, n)) => n,
-        None => {
-            doc.entries.push((
-                table.to_string(),
-                origin.clone(),
-                Node {
-                    value: Value::Table(Table::default()),
-                    origin: origin.clone(),
-                },
-            ));
-            &mut doc.entries.last_mut().expect("just pushed").2
-        }
-    };
-    match &mut sub.value {
-        Value::Table(t) => t.set(field, origin, node),
-        _ => {
-            return Err(SpecError::at(
-                &sub.origin,
-                format!("`{table}` must be a table"),
-            ))
         }
     }
     Ok(())

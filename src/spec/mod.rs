@@ -6,6 +6,7 @@ pub mod diagnostic;
 pub mod executor;
 pub mod experiment;
 pub mod matrix;
+mod overrides;
 pub mod params;
 pub mod pipeline;
 pub mod tree;

@@ -283,3 +283,46 @@ fn pretrained_paths_resolve_like_the_dataset_root() {
         "{values:?}"
     );
 }
+
+#[test]
+fn set_reaches_into_the_executor_table() {
+    use crate::spec::executor::ExecutorKind;
+    let f = Fixture::new();
+    let with_slurm = format!("{GOOD}[executor.slurm]\npartition = \"cpu\"\naccount = \"lab\"\n");
+    let e = f
+        .load(
+            &with_slurm,
+            &[
+                "executor.kind=slurm",
+                "executor.slurm.partition=gpu",
+                "executor.slurm.stages.train.gpus=\"a100:1\"",
+                "executor.slurm.retries=3",
+            ],
+        )
+        .unwrap();
+    assert_eq!(e.executor.kind, Some(ExecutorKind::Slurm));
+    let train = e.executor.slurm.resources("train");
+    assert_eq!(train.partition.as_deref(), Some("gpu"));
+    assert_eq!(
+        train.account.as_deref(),
+        Some("lab"),
+        "the file's other keys stay"
+    );
+    assert_eq!(train.gpus.as_deref(), Some("a100:1"));
+    assert_eq!(e.executor.slurm.resources("audit").gpus, None);
+    assert_eq!(e.executor.slurm.retries, 3);
+    // A file without [executor] gets the tables on the way.
+    let e = f.load(GOOD, &["executor.slurm.mem=\"8G\""]).unwrap();
+    assert_eq!(e.executor.slurm.defaults.mem.as_deref(), Some("8G"));
+    // A misspelt key is refused by the executor's parser, naming the argument.
+    let err = f.load(GOOD, &["executor.slurm.partiton=gpu"]).unwrap_err();
+    assert!(err.message.contains("partiton"), "{err:?}");
+    assert_eq!(err.location, "--set executor.slurm.partiton=gpu");
+    // A path through a value that is not a table.
+    let err = f
+        .load(&with_slurm, &["executor.slurm.partition.name=x"])
+        .unwrap_err();
+    assert!(err.message.contains("not a table"), "{err:?}");
+    let err = f.load(GOOD, &["executor..kind=slurm"]).unwrap_err();
+    assert!(err.message.contains("empty part"), "{err:?}");
+}
