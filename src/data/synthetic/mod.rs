@@ -158,6 +158,16 @@ pub fn render_fundus(grade: u8, seed: u64, size: u32) -> image::RgbImage {
 /// Two rows (left eyes, right eyes) of the five grades 0..4, left to right, each tile `size`
 /// px with its grade written in its top-left corner.
 pub fn contact_sheet(size: u32, seed: u64) -> image::RgbImage {
+    contact_sheet_with(size, seed, |_| {})
+}
+
+/// [`contact_sheet`] with each tile passed through `filter` first: the sheet as a model
+/// behind that preprocessing sees it.
+pub fn contact_sheet_with(
+    size: u32,
+    seed: u64,
+    filter: impl Fn(&mut image::RgbImage),
+) -> image::RgbImage {
     let size = size.clamp(MIN_SIZE, MAX_SIZE);
     let gap = 4;
     let mut sheet =
@@ -165,7 +175,8 @@ pub fn contact_sheet(size: u32, seed: u64) -> image::RgbImage {
     for row in 0..2u32 {
         for grade in 0..5u8 {
             let tile_seed = Rng::derive(seed, (row * 5 + grade as u32) as u64).next_u64();
-            let tile = render::render(grade, tile_seed, size, row == 1).image;
+            let mut tile = render::render(grade, tile_seed, size, row == 1).image;
+            filter(&mut tile);
             let (x0, y0) = (gap + grade as u32 * (size + gap), gap + row * (size + gap));
             image::imageops::replace(&mut sheet, &tile, x0 as i64, y0 as i64);
             draw_digit(&mut sheet, grade, x0 + 3, y0 + 3, (size / 48).max(1));
