@@ -1,13 +1,14 @@
 """An independent check that a DR data set in the Kaggle layout can be learned: a plain
 PyTorch/torchvision loop, written the way a researcher would, sharing no code with drpipe.
 
-    python bench/learn.py DIR [--size 64] [--epochs 6] [--weights none|inverse_frequency]
+    python bench/learn.py DIR [--size 64] [--epochs 6] [--weights none|inverse_frequency] [--graham]
 
 DIR holds `trainLabels.csv` (image,level) and `train/<image>.jpeg` (what `drpipe synth`
 writes). Patients (`<id>_left`/`<id>_right`) are split into train/val/test (0.60/0.15/0.25),
 stratified by their worse eye's grade, with this script's own seeded shuffle. Training:
 ResNet-18 from scratch, resize to SIZE*8/7 then random crop SIZE, rotation +-20 degrees, both
-flips, ImageNet normalisation; SGD (momentum 0.9, weight decay 5e-4), cosine schedule,
+flips, ImageNet normalisation (with --graham, Ben Graham's filter first, after the resize:
+4 x image - 4 x its Gaussian blur of sigma SIZE*8/7/60 + 128, grey outside 0.9 of the radius); SGD (momentum 0.9, weight decay 5e-4), cosine schedule,
 cross-entropy (optionally class-weighted by inverse frequency). The checkpoint is the epoch of
 best validation QWK; the test split is read once, at the end. Prints one JSON line per epoch
 and one final line with test accuracy, QWK, referable-DR AUC (grade >= 2, scored by the
@@ -28,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import torchvision
-from PIL import Image, ImageFile
+from PIL import Image, ImageFile, ImageFilter
 from torchvision import transforms as T
 
 ImageFile.LOAD_TRUNCATED_IMAGES = True
@@ -42,12 +43,24 @@ def read_labels(root):
         return [(r["image"], int(r["level"])) for r in csv.DictReader(f)]
 
 
-def load(root, rows, side):
+def graham(im):
+    """Ben Graham's local-contrast filter (Kaggle DR 2015), with PIL's Gaussian blur."""
+    side = im.size[0]
+    a = np.asarray(im, dtype=np.float32)
+    blur = np.asarray(im.filter(ImageFilter.GaussianBlur(max(side / 60, 0.5))), dtype=np.float32)
+    out = np.clip(4 * a - 4 * blur + 128, 0, 255)
+    yy, xx = np.mgrid[0:side, 0:side] + 0.5 - side / 2
+    out[xx * xx + yy * yy > (0.45 * side) ** 2] = 128
+    return Image.fromarray(out.round().astype(np.uint8))
+
+
+def load(root, rows, side, filt=None):
     images, labels, skipped = [], [], 0
     for name, level in rows:
         try:
             with Image.open(os.path.join(root, "train", name + ".jpeg")) as im:
-                images.append(im.convert("RGB").resize((side, side), Image.BILINEAR))
+                im = im.convert("RGB").resize((side, side), Image.BILINEAR)
+                images.append(filt(im) if filt else im)
                 labels.append(level)
         except Exception:
             skipped += 1
@@ -122,6 +135,7 @@ def main():
     ap.add_argument("--weights", choices=["none", "inverse_frequency"], default="none")
     ap.add_argument("--optim", choices=["sgd", "adam"], default="sgd")
     ap.add_argument("--no-augment", action="store_true")
+    ap.add_argument("--graham", action="store_true", help="Ben Graham's filter after the resize")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
@@ -131,7 +145,7 @@ def main():
     start = time.perf_counter()
     parts = split_patients(read_labels(a.root), a.seed)
     side = a.size * 8 // 7
-    data = {k: load(a.root, v, side) for k, v in parts.items()}
+    data = {k: load(a.root, v, side, graham if a.graham else None) for k, v in parts.items()}
     train_tf = T.Compose([
         T.RandomCrop(a.size), T.RandomRotation(20), T.RandomHorizontalFlip(),
         T.RandomVerticalFlip(), T.ToTensor(), T.Normalize(MEAN, STD)])
