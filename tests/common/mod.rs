@@ -17,11 +17,11 @@ pub fn tiny_experiment(dir: &Path) -> PathBuf {
             "\"../pipelines/retinopathy.toml\"",
             &format!("{:?}", pipeline.display().to_string()),
         )
-        .replace("images = 800", "images = 60")
+        .replace("images = 1000", "images = 60")
         .replace("size = 128", "size = 64")
         .replace("image_size = 64", "image_size = 32")
         .replace("batch_size = 16", "batch_size = 8")
-        .replace("epochs = 10", "epochs = 2");
+        .replace("epochs = 9", "epochs = 2");
     assert!(
         text.contains("images = 60") && text.contains("epochs = 2"),
         "quickstart.toml changed shape: update this test"
