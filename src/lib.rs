@@ -7,6 +7,7 @@
 //! [`train`], [`metrics`] and [`report`].
 
 pub mod data;
+pub mod interrupt;
 pub mod metrics;
 pub mod model;
 pub mod progress;

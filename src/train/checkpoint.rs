@@ -36,7 +36,45 @@ pub struct LoopState {
     /// Describes the configuration that wrote the checkpoint; resuming under another one
     /// would silently mix two experiments, so it is refused.
     pub config: String,
+    /// Set when a signal stopped the run inside epoch `epochs_done`: the steps already taken
+    /// and their running totals. Absent from every end-of-epoch checkpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partial: Option<PartialEpoch>,
 }
+
+/// Part of an epoch, taken before a stop. An epoch's batch order and augmentation depend on
+/// the epoch alone, so a resumed run skips `steps` batches and continues exactly.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartialEpoch {
+    pub steps: usize,
+    pub loss_sum: f64,
+    pub correct: usize,
+    pub seen: usize,
+    pub seconds: f64,
+}
+
+/// A training stopped by [`crate::interrupt`] after writing a mid-epoch checkpoint.
+#[derive(Debug)]
+pub struct Interrupted {
+    pub epoch: usize,
+    pub step: usize,
+    pub checkpoint: PathBuf,
+}
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "stopped by a signal at epoch {} step {}; checkpoint {} written, and the next run \
+             of this stage resumes there",
+            self.epoch,
+            self.step,
+            self.checkpoint.display()
+        )
+    }
+}
+
+impl std::error::Error for Interrupted {}
 
 pub struct Checkpoint {
     pub state: LoopState,

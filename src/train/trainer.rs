@@ -1,10 +1,11 @@
 //! The epoch loop: feature extraction (only `fc` trains) for `freeze_epochs`, then fine-tuning
 //! of every layer, with a checkpoint after every epoch so an interrupted run resumes exactly.
 
-use super::checkpoint::{self, LoopState};
+use super::checkpoint::{self, Interrupted, LoopState, PartialEpoch};
 use super::config::{Checkpoint, TrainConfig};
 use super::finite::first_non_finite;
 use super::loss::{correct, cross_entropy};
+use super::measure::{measure, to_tensor, Totals};
 use super::optimizer::Optimizer;
 use super::persist::{EpochFiles, EpochWriter};
 use super::schedule::lr_at;
@@ -17,7 +18,7 @@ use crate::model::{
 };
 use crate::Progress;
 use anyhow::{bail, Context, Result};
-use candle_core::{DType, Device, Tensor};
+use candle_core::DType;
 use candle_nn::{VarBuilder, VarMap};
 use std::path::Path;
 use std::time::Instant;
@@ -49,48 +50,6 @@ pub struct TrainOutcome {
     pub resumed_from: Option<usize>,
 }
 
-struct Totals {
-    loss: f64,
-    correct: usize,
-    n: usize,
-}
-
-impl Totals {
-    fn new() -> Self {
-        Totals {
-            loss: 0.0,
-            correct: 0,
-            n: 0,
-        }
-    }
-    fn loss(&self) -> f64 {
-        if self.n == 0 {
-            0.0
-        } else {
-            self.loss / self.n as f64
-        }
-    }
-    fn acc(&self) -> f64 {
-        if self.n == 0 {
-            0.0
-        } else {
-            self.correct as f64 / self.n as f64
-        }
-    }
-}
-
-fn to_tensor(b: &Batch, device: &Device) -> Result<Tensor> {
-    let (n, s) = (b.len(), b.size);
-    if b.images.len() != n * 3 * s * s {
-        bail!(
-            "batch of {n} images of size {s} has {} values, expected {}",
-            b.images.len(),
-            n * 3 * s * s
-        );
-    }
-    Ok(Tensor::from_slice(&b.images, (n, 3, s, s), device)?)
-}
-
 /// Train per `cfg`, resuming from `work_dir`'s checkpoint if there is one. Writes
 /// `out_dir/{history.csv, best.safetensors, last.safetensors, train.json}`; the weight files
 /// carry torchvision's names (see [`TORCH_FILE_NOTE`]).
@@ -100,6 +59,26 @@ pub fn train(
     work_dir: &Path,
     out_dir: &Path,
     progress: &Progress,
+) -> Result<TrainOutcome> {
+    train_until(
+        cfg,
+        data,
+        work_dir,
+        out_dir,
+        progress,
+        &crate::interrupt::requested,
+    )
+}
+
+/// [`train`], looking at `stop` after every step: once it answers true, the run writes a
+/// mid-epoch checkpoint and returns [`Interrupted`]; called again, it resumes there.
+pub fn train_until(
+    cfg: &TrainConfig,
+    data: &dyn BatchSource,
+    work_dir: &Path,
+    out_dir: &Path,
+    progress: &Progress,
+    stop: &dyn Fn() -> bool,
 ) -> Result<TrainOutcome> {
     cfg.validate_with(data.val_batches().is_some())?;
     for d in [work_dir, out_dir] {
@@ -154,6 +133,7 @@ pub fn train(
                 best_score: f64::MIN,
                 history: Vec::new(),
                 config: cfg.fingerprint(),
+                partial: None,
             }
         }
     };
@@ -177,8 +157,23 @@ pub fn train(
             &format!("epoch {}/{}", epoch + 1, cfg.epochs),
             data.train_len() as u64,
         );
-        let mut tr = Totals::new();
-        for (step, batch) in data.train_batches(epoch).enumerate() {
+        // A run stopped inside this epoch: its steps are skipped, its totals carried on.
+        let partial = state.partial.take();
+        let (skip, mut tr, seconds_before) = match &partial {
+            Some(p) => (
+                p.steps,
+                Totals {
+                    loss: p.loss_sum,
+                    correct: p.correct,
+                    n: p.seen,
+                },
+                p.seconds,
+            ),
+            None => (0, Totals::new(), 0.0),
+        };
+        let skip_seen = tr.n;
+        progress.inc(skip_seen as u64);
+        for (step, batch) in data.train_batches(epoch).enumerate().skip(skip) {
             let x = to_tensor(&batch, &device)?;
             let features = model.features(&x, true)?;
             // Frozen backbone: cutting the graph here means no backbone gradient is computed,
@@ -226,12 +221,30 @@ pub fn train(
             tr.correct += correct(&logits, &batch.labels)?;
             tr.n += batch.len();
             progress.inc(batch.len() as u64);
-            let rate = tr.n as f64 / started.elapsed().as_secs_f64().max(1e-9);
+            let rate = (tr.n - skip_seen) as f64 / started.elapsed().as_secs_f64().max(1e-9);
             progress.message(format!(
                 "loss {:.4} acc {:.3} {rate:.1} img/s",
                 tr.loss(),
                 tr.acc()
             ));
+            if stop() {
+                writer.wait()?;
+                state.partial = Some(PartialEpoch {
+                    steps: step + 1,
+                    loss_sum: tr.loss,
+                    correct: tr.correct,
+                    seen: tr.n,
+                    seconds: seconds_before + started.elapsed().as_secs_f64(),
+                });
+                checkpoint::save(work_dir, &varmap, &opt.state()?, &state)?;
+                progress.finish();
+                return Err(Interrupted {
+                    epoch: epoch + 1,
+                    step: step + 1,
+                    checkpoint: ckpt_path.clone(),
+                }
+                .into());
+            }
         }
         progress.finish();
 
@@ -256,7 +269,7 @@ pub fn train(
             val_qwk: val.as_ref().map_or(nan, |v| v.qwk),
             test_loss: test.as_ref().map_or(nan, |t| t.loss),
             test_acc: test.as_ref().map_or(nan, |t| t.acc),
-            seconds: started.elapsed().as_secs_f64(),
+            seconds: seconds_before + started.elapsed().as_secs_f64(),
         };
         history::append(&history_path, &record)?;
         let score = match cfg.checkpoint {
@@ -320,49 +333,7 @@ pub fn train(
     })
 }
 
-/// Loss, accuracy and QWK of one split, in eval mode.
-struct Measured {
-    loss: f64,
-    acc: f64,
-    qwk: f64,
-}
-
-fn measure(
-    model: &ResNet,
-    batches: Box<dyn Iterator<Item = Batch> + Send + '_>,
-    cfg: &TrainConfig,
-    device: &Device,
-) -> Result<Measured> {
-    let mut t = Totals::new();
-    let (mut truth, mut preds) = (Vec::new(), Vec::new());
-    for batch in batches {
-        let x = to_tensor(&batch, device)?;
-        let logits = model.forward(&x, false)?;
-        let loss = cross_entropy(
-            &logits,
-            &batch.labels,
-            &cfg.class_weights,
-            cfg.label_smoothing,
-        )?;
-        t.loss += loss.to_scalar::<f32>()? as f64 * batch.len() as f64;
-        t.correct += correct(&logits, &batch.labels)?;
-        t.n += batch.len();
-        truth.extend(batch.labels.iter().map(|&l| l as u8));
-        preds.extend(
-            logits
-                .argmax(1)?
-                .to_dtype(DType::U32)?
-                .to_vec1::<u32>()?
-                .into_iter()
-                .map(|p| p as u8),
-        );
-    }
-    Ok(Measured {
-        loss: t.loss(),
-        acc: t.acc(),
-        qwk: crate::metrics::quadratic_weighted_kappa(&truth, &preds),
-    })
-}
-
+#[cfg(test)]
+mod stop_tests;
 #[cfg(test)]
 mod tests;

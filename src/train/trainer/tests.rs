@@ -5,6 +5,7 @@ use crate::model::{Arch, Pretrained};
 use crate::rng::Rng;
 use crate::train::finite::{all_finite, first_non_finite};
 use crate::train::{Checkpoint, Schedule, SelectionMetric, TrainConfig};
+use candle_core::{Device, Tensor};
 use std::collections::HashMap;
 
 const SIZE: usize = 16;
@@ -14,7 +15,7 @@ const SIZE: usize = 16;
 /// epoch's images with NaN. `val` adds six validation images; `poison_test` makes reading
 /// the test split a panic (and would flip its labels).
 #[derive(Default)]
-struct Tiny {
+pub(super) struct Tiny {
     poison_epoch: Option<usize>,
     val: bool,
     poison_test: bool,
@@ -74,7 +75,7 @@ impl BatchSource for Tiny {
     }
 }
 
-fn cfg(epochs: usize, freeze_epochs: usize) -> TrainConfig {
+pub(super) fn cfg(epochs: usize, freeze_epochs: usize) -> TrainConfig {
     TrainConfig {
         pretrained: Pretrained::None,
         epochs,
@@ -90,11 +91,11 @@ fn cfg(epochs: usize, freeze_epochs: usize) -> TrainConfig {
     }
 }
 
-fn tensors(path: &Path) -> HashMap<String, Tensor> {
+pub(super) fn tensors(path: &Path) -> HashMap<String, Tensor> {
     candle_core::safetensors::load(path, &Device::Cpu).unwrap()
 }
 
-fn same(a: &Tensor, b: &Tensor) -> bool {
+pub(super) fn same(a: &Tensor, b: &Tensor) -> bool {
     let a = a
         .flatten_all()
         .unwrap()
