@@ -168,6 +168,11 @@ impl crate::exec::Listener for TerminalReporter {
                 "  retry    {} (attempt {attempt}): {reason}",
                 self.labels[id]
             )),
+            Event::Resuming { id, job } => self.print(format!(
+                "  resume   {}: job {job} checkpointed ahead of its time limit; the next job \
+                 goes on from there",
+                self.labels[id]
+            )),
             Event::Note { message } => self.print(format!("  note     {message}")),
             Event::Skipped {
                 id,

@@ -359,3 +359,78 @@ fn a_job_killed_on_its_node_is_retried_with_what_waited_on_it() {
         "{stages:?}"
     );
 }
+
+#[test]
+fn a_training_warned_before_its_time_limit_checkpoints_and_the_next_job_resumes_it() {
+    let Some(_node) = slurm_or_skip("a_training_warned_before_its_time_limit") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    // Long enough that the warning lands mid-training.
+    let sets = [
+        "--set",
+        "matrix.class_weights=[\"none\"]",
+        "--set",
+        "epochs=12",
+    ];
+    let local = tmp.path().join("local");
+    std::fs::create_dir_all(&local).unwrap();
+    let exp = experiment(&local, "");
+    let mut args = vec!["run", exp.to_str().unwrap()];
+    args.extend(sets);
+    ok(drpipe(&local, &args));
+    let expected = summary(&local);
+
+    let dir = tmp.path().join("slurm");
+    std::fs::create_dir_all(&dir).unwrap();
+    let exp = experiment(&dir, "");
+    let mut args = vec!["run", exp.to_str().unwrap(), "--executor", "slurm"];
+    args.extend(sets);
+    // No retries: handing the training on to the next job must not count as one.
+    args.extend(["--set", "executor.slurm.retries=0"]);
+    let driver = spawn(&dir, &args);
+    let job = running_train(&dir);
+    // Once an epoch is done (its history row), send what `signal_before` makes Slurm send.
+    let cells = dir.join("outputs/experiments/quickstart/cells");
+    let start = Instant::now();
+    while !std::fs::read_dir(&cells)
+        .map(|d| {
+            d.flatten()
+                .any(|c| c.path().join("train.building/history.csv").is_file())
+        })
+        .unwrap_or(false)
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no epoch finished"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let sent = Command::new("scancel")
+        .args(["--signal=USR1", "--batch", &job])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let out = driver.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("resume") && text.contains(&format!("job {job} checkpointed")),
+        "{text}"
+    );
+    let trains: Vec<String> = submissions(&dir)
+        .into_iter()
+        .filter(|(s, _)| s == "train")
+        .map(|(_, j)| j)
+        .collect();
+    assert_eq!(trains.len(), 2, "{trains:?}");
+    let log = std::fs::read_dir(dir.join("outputs/jobs/quickstart"))
+        .unwrap()
+        .flatten()
+        .map(|d| d.path().join(format!("slurm-{}.log", trains[1])))
+        .find(|p| p.is_file())
+        .expect("the second training job's log");
+    let log = std::fs::read_to_string(log).unwrap();
+    assert!(log.contains("resumed after epoch"), "{log}");
+    assert_eq!(summary(&dir), expected);
+}

@@ -48,6 +48,12 @@ pub enum Event {
         attempt: u32,
         reason: String,
     },
+    /// Its job stopped itself ahead of its time limit after checkpointing; the next job
+    /// resumes it (not a failure: no retry is counted).
+    Resuming {
+        id: usize,
+        job: String,
+    },
     /// Something the user should know that concerns no one instance.
     Note {
         message: String,

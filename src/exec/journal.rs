@@ -160,6 +160,10 @@ pub struct Exit {
     pub error: String,
     pub host: String,
     pub seconds: f64,
+    /// The job stopped itself, as asked, ahead of its time limit (SIGUSR1, `signal_before`)
+    /// after checkpointing: the next job resumes it, and the driver counts no retry.
+    #[serde(default)]
+    pub resumable: bool,
 }
 
 /// Writes `value` as `dir/name` through a temporary file and a rename, so that a reader on
@@ -235,6 +239,7 @@ mod tests {
             error: String::new(),
             host: "n1".into(),
             seconds: 1.5,
+            resumable: false,
         };
         write_record(d.path(), "exit.json", &e).unwrap();
         let back: Exit = read_record(d.path(), "exit.json").unwrap();

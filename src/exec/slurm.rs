@@ -39,6 +39,9 @@ struct Try {
     mem_scale: f64,
     /// `sbatch` calls that failed for this attempt.
     submit_errors: u32,
+    /// Jobs of this attempt that stopped themselves ahead of their time limit to be resumed
+    /// (`signal_before`): not failures, but bounded, in case none gets anywhere.
+    resumes: u32,
 }
 
 /// `sbatch` failures of one attempt before it counts as failed.
@@ -51,6 +54,7 @@ impl Try {
             exclude: Vec::new(),
             mem_scale: 1.0,
             submit_errors: 0,
+            resumes: 0,
         }
     }
 }

@@ -17,10 +17,14 @@
 //! [executor.slurm.stages.train]
 //! gpus = "1"                     # --gres=gpu:1 ("a100:2" -> --gres=gpu:a100:2)
 //! time = "1-00:00:00"
+//! signal_before = 300            # SIGUSR1 5 min before the limit: checkpoint, resume next job
 //! ```
 
 use super::diagnostic::SpecError;
 use super::tree::{Node, Table, Value};
+use values::{integer, positive, seconds, string, table};
+
+mod values;
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -55,6 +59,9 @@ pub struct Resources {
     pub gpus: Option<String>,
     /// `--gres=gpu:...` (default) or `--gpus=...`, as the cluster wants.
     pub gpu_flag: Option<String>,
+    /// Seconds before the time limit at which the job gets SIGUSR1 (`--signal=B:USR1@N`): a
+    /// training checkpoints and stops, and the next job resumes it.
+    pub signal_before: Option<u32>,
     pub extra: Vec<String>,
 }
 
@@ -70,6 +77,7 @@ impl Resources {
             cpus: over.cpus.or(self.cpus),
             gpus: pick(&self.gpus, &over.gpus),
             gpu_flag: pick(&self.gpu_flag, &over.gpu_flag),
+            signal_before: over.signal_before.or(self.signal_before),
             extra: [self.extra.clone(), over.extra.clone()].concat(),
         }
     }
@@ -158,6 +166,7 @@ pub const MANAGED_FLAGS: &[&str] = &[
     "-G",
     "--exclude",
     "-x",
+    "--signal",
 ];
 
 /// The managed flag `arg` is, if any (`--output=x`, `-o x` and `-ox` all count).
@@ -242,6 +251,7 @@ fn slurm(t: &Table) -> Result<SlurmSpec, SpecError> {
 }
 
 const RESOURCE_KEYS: &[&str] = &[
+    "signal_before",
     "partition",
     "account",
     "time",
@@ -272,6 +282,18 @@ fn resources(t: &Table, prefix: &str, top: bool) -> Result<Resources, SpecError>
             "time" => r.time = text()?,
             "mem" => r.mem = text()?,
             "cpus" => r.cpus = Some(positive(value, &name)? as u32),
+            "signal_before" => {
+                // Slurm takes at most 65535 s, and delivers the signal within about 60 s of
+                // the time asked.
+                let n = positive(value, &name)?;
+                if n > 65535 {
+                    return Err(SpecError::at(
+                        &value.origin,
+                        format!("{name} is at most 65535 seconds (sbatch --signal's limit)"),
+                    ));
+                }
+                r.signal_before = Some(n as u32);
+            }
             "gpus" => {
                 r.gpus = Some(match &value.value {
                     Value::Int(n) if *n >= 0 => n.to_string(),
@@ -310,6 +332,9 @@ fn resources(t: &Table, prefix: &str, top: bool) -> Result<Resources, SpecError>
                             "--requeue" | "--no-requeue" => {
                                 "retries are drpipe's: set retries, or requeue = true"
                             }
+                            "--signal" => {
+                                "set signal_before = SECONDS: the training checkpoints on it"
+                            }
                             _ => "drpipe sets it on every job to track it; leave it out",
                         }));
                     }
@@ -328,58 +353,6 @@ fn resources(t: &Table, prefix: &str, top: bool) -> Result<Resources, SpecError>
         }
     }
     Ok(r)
-}
-
-fn table<'a>(node: &'a Node, name: &str) -> Result<&'a Table, SpecError> {
-    match &node.value {
-        Value::Table(t) => Ok(t),
-        _ => Err(SpecError::at(
-            &node.origin,
-            format!("`{name}` must be a table"),
-        )),
-    }
-}
-
-fn string(node: &Node, name: &str) -> Result<String, SpecError> {
-    match &node.value {
-        Value::Str(s) if !s.trim().is_empty() => Ok(s.trim().to_string()),
-        _ => Err(SpecError::at(
-            &node.origin,
-            format!("{name} must be a non-empty string"),
-        )),
-    }
-}
-
-fn integer(node: &Node, name: &str) -> Result<i64, SpecError> {
-    match node.value {
-        Value::Int(n) if n >= 0 => Ok(n),
-        _ => Err(SpecError::at(
-            &node.origin,
-            format!("{name} must be a whole number >= 0"),
-        )),
-    }
-}
-
-fn positive(node: &Node, name: &str) -> Result<i64, SpecError> {
-    match integer(node, name)? {
-        0 => Err(SpecError::at(
-            &node.origin,
-            format!("{name} must be at least 1"),
-        )),
-        n => Ok(n),
-    }
-}
-
-fn seconds(node: &Node, name: &str) -> Result<f64, SpecError> {
-    const DAY: f64 = 86_400.0;
-    match node.value {
-        Value::Int(n) if n > 0 && n as f64 <= DAY => Ok(n as f64),
-        Value::Float(f) if f > 0.0 && f <= DAY => Ok(f),
-        _ => Err(SpecError::at(
-            &node.origin,
-            format!("{name} must be a positive number of seconds, at most a day (86400)"),
-        )),
-    }
 }
 
 #[cfg(test)]

@@ -59,6 +59,10 @@ pub fn sbatch_args(s: &Submission) -> Vec<String> {
     if !s.exclude.is_empty() {
         a.push(format!("--exclude={}", s.exclude.join(",")));
     }
+    if let Some(n) = r.signal_before {
+        // B: to the batch shell, which `exec`s drpipe: a job of no steps has no one else.
+        a.push(format!("--signal=B:USR1@{n}"));
+    }
     a.extend(r.extra.iter().cloned());
     a.push(s.script.display().to_string());
     a
@@ -297,6 +301,7 @@ mod tests {
                 partition: Some("gpu".into()),
                 cpus: Some(4),
                 gpus: Some("a100:2".into()),
+                signal_before: Some(300),
                 extra: vec!["--qos=high".into()],
                 ..Resources::default()
             },
@@ -319,6 +324,7 @@ mod tests {
             "--cpus-per-task=4",
             "--gres=gpu:a100:2",
             "--exclude=n3",
+            "--signal=B:USR1@300",
             "--qos=high",
         ] {
             assert!(a.contains(&want.to_string()), "{want} missing from {a:?}");

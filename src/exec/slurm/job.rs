@@ -51,6 +51,17 @@ pub fn run_job(run: &Run, stage: &str, key: &str) -> Result<()> {
         },
     )?;
     let clock = Instant::now();
+    let uses = run
+        .plan
+        .instances
+        .iter()
+        .find(|i| i.stage == stage && i.key == key)
+        .map(|i| i.uses.as_str());
+    if uses == Some("train") {
+        // A training checkpoints mid-epoch when Slurm ends the job (time limit, scancel,
+        // preemption) or warns it (`signal_before`); other stages are short and atomic.
+        crate::interrupt::listen()?;
+    }
     let result = build(run, stage, key);
     let exit = Exit {
         job,
@@ -62,6 +73,7 @@ pub fn run_job(run: &Run, stage: &str, key: &str) -> Result<()> {
             .unwrap_or_default(),
         host,
         seconds: clock.elapsed().as_secs_f64(),
+        resumable: result.is_err() && crate::interrupt::planned(),
     };
     journal::write_record(&dir, "exit.json", &exit)?;
     result

@@ -21,6 +21,9 @@ fn retry_reason(q: &QueueEntry) -> String {
     }
 }
 
+/// Jobs one attempt may hand on to the next through `signal_before`.
+const MAX_RESUMES: u32 = 100;
+
 /// How long a job Slurm killed may take to show a committed entry.
 const KILLED_GRACE: Duration = Duration::from_secs(5);
 
@@ -54,6 +57,19 @@ impl Driver<'_> {
             match exit {
                 Some(e) if e.ok && committed => {
                     self.finish(id, e.seconds);
+                    changed = true;
+                    continue;
+                }
+                Some(e) if !e.ok && e.resumable && q.tr.resumes < MAX_RESUMES => {
+                    self.listener.event(Event::Resuming {
+                        id,
+                        job: q.job.clone(),
+                    });
+                    let next = Try {
+                        resumes: q.tr.resumes + 1,
+                        ..q.tr.clone()
+                    };
+                    self.resubmit(id, next);
                     changed = true;
                     continue;
                 }
@@ -190,6 +206,11 @@ impl Driver<'_> {
             Some(e) if e.state == "OUT_OF_MEMORY" => next.mem_scale *= self.cfg.spec.oom_mem_factor,
             _ => {}
         }
+        self.resubmit(id, next);
+    }
+
+    /// `id` to be submitted again as `next`.
+    fn resubmit(&mut self, id: usize, next: Try) {
         // Queued descendants wait on the old job id, which will never be ok: cancel them and
         // submit them again after the new one.
         for d in self.descendants(id) {

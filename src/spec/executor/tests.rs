@@ -75,3 +75,22 @@ fn managed_flags_and_unknown_keys_are_refused_by_name() {
     assert_eq!(managed_flag("-ofile"), Some("-o"));
     assert_eq!(managed_flag("--dependency=afterok:1"), Some("--dependency"));
 }
+
+#[test]
+fn signal_before_is_per_stage_and_the_raw_flag_is_refused() {
+    let s = parse_text(
+        "[executor.slurm]\nsignal_before = 120\n[executor.slurm.stages.train]\nsignal_before = 600\n",
+    )
+    .unwrap();
+    assert_eq!(s.slurm.resources("train").signal_before, Some(600));
+    assert_eq!(s.slurm.resources("audit").signal_before, Some(120));
+    let e = err("[executor.slurm]\nextra = [\"--signal=USR1@60\"]\n");
+    assert!(
+        e.contains("sets --signal") && e.contains("signal_before"),
+        "{e}"
+    );
+    let e = err("[executor.slurm]\nsignal_before = 0\n");
+    assert!(e.contains("at least 1"), "{e}");
+    let e = err("[executor.slurm]\nsignal_before = 70000\n");
+    assert!(e.contains("65535"), "{e}");
+}
