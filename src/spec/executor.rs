@@ -251,7 +251,6 @@ fn slurm(t: &Table) -> Result<SlurmSpec, SpecError> {
 }
 
 const RESOURCE_KEYS: &[&str] = &[
-    "signal_before",
     "partition",
     "account",
     "time",
@@ -260,6 +259,7 @@ const RESOURCE_KEYS: &[&str] = &[
     "gpus",
     "gpu_flag",
     "extra",
+    "signal_before",
 ];
 const SLURM_KEYS: &[&str] = &[
     "max_queued",
