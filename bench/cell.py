@@ -1,10 +1,10 @@
 """One side of `bench/run cell`: a whole quickstart training cell, timed from outside.
 
-    python bench/cell.py drpipe|reference --data DIR --drpipe BIN [--epochs 10] [--threads N]
+    python bench/cell.py drpipe|reference --data DIR --drpipe BIN [--epochs 9] [--threads N]
 
 Both sides train ResNet-18 from scratch on the same generated images (DIR, Kaggle layout) with
-the quickstart's recipe: 64 px, batch 16, Adam lr 3e-4, cosine schedule, the study's
-augmentation, validation after every epoch, the best-validation-QWK epoch tested once.
+the quickstart's recipe: Ben Graham's filter, 64 px, batch 16, Adam lr 3e-4, cosine schedule,
+the study's augmentation, validation after every epoch, the best-validation-QWK epoch tested once.
 `drpipe`: `drpipe run experiments/quickstart.toml` restricted to the unweighted cell, on DIR
 (audit and repair, split, decode-once cache, train, evaluate, report), in a fresh outputs
 folder. `reference`: bench/learn.py, the plain torchvision loop (decode once, augment per
@@ -32,7 +32,7 @@ def main():
     ap.add_argument("side", choices=["drpipe", "reference"])
     ap.add_argument("--data", required=True)
     ap.add_argument("--drpipe", default=os.path.join(ROOT, "target", "release", "drpipe"))
-    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--epochs", type=int, default=9)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     a = ap.parse_args()
 
@@ -46,7 +46,7 @@ def main():
             env = dict(os.environ, RAYON_NUM_THREADS=str(a.threads))
         else:
             cmd = [sys.executable, os.path.join(ROOT, "bench", "learn.py"), a.data, "--size", "64", "--epochs",
-                   str(a.epochs), "--optim", "adam", "--lr", "0.0003", "--batch", "16",
+                   str(a.epochs), "--optim", "adam", "--lr", "0.0003", "--batch", "16", "--graham",
                    "--threads", str(a.threads)]
             env = dict(os.environ)
         t0 = time.perf_counter()
