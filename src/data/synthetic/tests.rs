@@ -242,7 +242,7 @@ fn write_contact_sheet() {
         .save(docs.join("synthetic-contact-sheet-64.png"))
         .unwrap();
     // The quickstart's view: Graham's filter, as its images stage applies it.
-    contact_sheet_with(64, 2015, |t| crate::data::image_cache::graham(&mut **t, 64))
+    contact_sheet_with(64, 2015, |t| crate::data::image_cache::graham(t, 64))
         .save(docs.join("synthetic-contact-sheet-64-graham.png"))
         .unwrap();
 }
