@@ -67,12 +67,7 @@ pub(super) fn measure(
     for batch in batches {
         let x = to_tensor(&batch, device)?;
         let logits = model.forward(&x, false)?;
-        let loss = cross_entropy(
-            &logits,
-            &batch.labels,
-            &cfg.class_weights,
-            cfg.label_smoothing,
-        )?;
+        let loss = batch_loss(&logits, &batch, cfg)?;
         t.loss += loss.to_scalar::<f32>()? as f64 * batch.len() as f64;
         t.correct += correct(&logits, &batch.labels)?;
         t.n += batch.len();
@@ -91,4 +86,14 @@ pub(super) fn measure(
         acc: t.acc(),
         qwk: crate::metrics::quadratic_weighted_kappa(&truth, &preds),
     })
+}
+
+/// The configured loss (class weights, label smoothing) of one batch's logits.
+pub(super) fn batch_loss(logits: &Tensor, batch: &Batch, cfg: &TrainConfig) -> Result<Tensor> {
+    Ok(cross_entropy(
+        logits,
+        &batch.labels,
+        &cfg.class_weights,
+        cfg.label_smoothing,
+    )?)
 }

@@ -4,8 +4,8 @@
 use super::checkpoint::{self, Interrupted, LoopState, PartialEpoch};
 use super::config::{Checkpoint, TrainConfig};
 use super::finite::first_non_finite;
-use super::loss::{correct, cross_entropy};
-use super::measure::{measure, to_tensor, Totals};
+use super::loss::correct;
+use super::measure::{batch_loss, measure, to_tensor, Totals};
 use super::optimizer::Optimizer;
 use super::persist::{EpochFiles, EpochWriter};
 use super::schedule::lr_at;
@@ -181,12 +181,7 @@ pub fn train_until(
             // with requires_grad=False. Batch-norm running statistics still update.
             let features = if freeze { features.detach() } else { features };
             let logits = model.head(&features)?;
-            let loss = cross_entropy(
-                &logits,
-                &batch.labels,
-                &cfg.class_weights,
-                cfg.label_smoothing,
-            )?;
+            let loss = batch_loss(&logits, &batch, cfg)?;
             let value = loss.to_scalar::<f32>()? as f64;
             let kept = || {
                 if state.epochs_done > 0 {

@@ -1,21 +1,9 @@
 //! A training stopped by a signal between any two steps, then run again, ends bit-identical
 //! to one never stopped: the mid-epoch checkpoint carries the skipped steps and totals.
 
-use super::tests::{cfg, same, tensors, Tiny};
+use super::tests::{cfg, same, strip, tensors, Tiny};
 use super::*;
 use std::cell::Cell;
-
-fn strip(h: &[EpochRecord]) -> Vec<String> {
-    h.iter()
-        .map(|r| {
-            EpochRecord {
-                seconds: 0.0,
-                ..r.clone()
-            }
-            .to_csv_row()
-        })
-        .collect()
-}
 
 fn stopped_after(c: &TrainConfig, steps: usize) {
     let full = tempfile::tempdir().unwrap();

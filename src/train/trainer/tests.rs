@@ -91,6 +91,20 @@ pub(super) fn cfg(epochs: usize, freeze_epochs: usize) -> TrainConfig {
     }
 }
 
+/// A history without its timings, as CSV rows: NaN (the unmeasured validation columns) is
+/// not equal to itself.
+pub(super) fn strip(h: &[EpochRecord]) -> Vec<String> {
+    h.iter()
+        .map(|r| {
+            EpochRecord {
+                seconds: 0.0,
+                ..r.clone()
+            }
+            .to_csv_row()
+        })
+        .collect()
+}
+
 pub(super) fn tensors(path: &Path) -> HashMap<String, Tensor> {
     candle_core::safetensors::load(path, &Device::Cpu).unwrap()
 }
@@ -239,18 +253,6 @@ fn check_resume(c: TrainConfig) {
     )
     .unwrap();
     assert_eq!(b.resumed_from, Some(1));
-    // As CSV rows: NaN (the unmeasured validation columns) is not equal to itself.
-    let strip = |h: &[EpochRecord]| -> Vec<String> {
-        h.iter()
-            .map(|r| {
-                EpochRecord {
-                    seconds: 0.0,
-                    ..r.clone()
-                }
-                .to_csv_row()
-            })
-            .collect()
-    };
     assert_eq!(strip(&a.history), strip(&b.history));
     assert_eq!(
         strip(&history::read(&out.path().join("history.csv")).unwrap()),
