@@ -329,6 +329,6 @@ pub fn train_until(
 }
 
 #[cfg(test)]
-mod stop_tests;
+mod resume_tests;
 #[cfg(test)]
 mod tests;
