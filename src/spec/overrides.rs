@@ -20,7 +20,17 @@ pub(super) fn apply(doc: &mut Table, arg: &str) -> Result<(), SpecError> {
     let node = parse_cli_value(arg, raw.trim())?;
     let (table, field) = match key.split_once('.') {
         Some((t @ ("dataset" | "params" | "matrix"), field)) => (t, field),
-        Some(("executor", path)) => return set_path(doc, key, path, origin, node),
+        Some(("executor", path)) => {
+            let parts: Vec<&str> = std::iter::once("executor")
+                .chain(path.split('.').map(str::trim))
+                .collect();
+            if parts.iter().any(|p| p.is_empty()) {
+                return Err(SpecError::at(&origin, format!("`{key}` has an empty part"))
+                    .help("e.g. --set executor.kind=slurm or --set executor.slurm.partition=gpu"));
+            }
+            // The executor's own parser then checks every key, naming this argument.
+            return set_path(doc, &parts, origin, node);
+        }
         Some((other, _)) => {
             return Err(
                 SpecError::at(&origin, format!("unknown key `{key}`")).help(format!(
@@ -59,75 +69,38 @@ pub(super) fn apply(doc: &mut Table, arg: &str) -> Result<(), SpecError> {
             m.entries.retain(|(k, _, _)| k != field);
         }
     }
-    let entry = doc.entries.iter_mut().find(|(k, _, _)| k == table);
-    let sub = match entry {
-        Some((_, _, n)) => n,
-        None => {
-            doc.entries.push((
-                table.to_string(),
-                origin.clone(),
-                Node {
-                    value: Value::Table(Table::default()),
-                    origin: origin.clone(),
-                },
-            ));
-            &mut doc.entries.last_mut().expect("just pushed").2
-        }
-    };
-    match &mut sub.value {
-        Value::Table(t) => t.set(field, origin, node),
-        _ => {
-            return Err(SpecError::at(
-                &sub.origin,
-                format!("`{table}` must be a table"),
-            ))
-        }
-    }
-    Ok(())
+    set_path(doc, &[table, field], origin, node)
 }
 
-/// `executor.slurm.stages.train.gpus=1`: the tables on the way are made where the file has
-/// none; the executor's own parser then checks every key, naming this argument.
-fn set_path(
-    doc: &mut Table,
-    key: &str,
-    path: &str,
-    origin: Origin,
-    node: Node,
-) -> Result<(), SpecError> {
-    let parts: Vec<&str> = path.split('.').map(str::trim).collect();
-    if parts.iter().any(|p| p.is_empty()) {
-        return Err(SpecError::at(&origin, format!("`{key}` has an empty part"))
-            .help("e.g. --set executor.kind=slurm or --set executor.slurm.partition=gpu"));
-    }
+/// Sets `path` (`["executor", "slurm", "stages", "train", "gpus"]`) in `doc` to `node`,
+/// making the tables on the way where the file has none.
+fn set_path(doc: &mut Table, path: &[&str], origin: Origin, node: Node) -> Result<(), SpecError> {
+    let (leaf, tables) = path.split_last().expect("a key has a name");
     let mut table = doc;
-    let mut walked = String::from("executor");
-    let mut next = "executor";
-    for part in &parts {
-        if table.get(next).is_none() {
+    for (depth, part) in tables.iter().enumerate() {
+        if table.get(part).is_none() {
             let empty = Node {
                 value: Value::Table(Table::default()),
                 origin: origin.clone(),
             };
-            table.set(next, origin.clone(), empty);
+            table.set(part, origin.clone(), empty);
         }
         let (_, _, n) = table
             .entries
             .iter_mut()
-            .find(|(k, _, _)| k == next)
+            .find(|(k, _, _)| k == part)
             .expect("just set");
         table = match &mut n.value {
             Value::Table(t) => t,
             other => {
+                let walked = tables[..=depth].join(".");
                 return Err(SpecError::at(
-                    &origin,
+                    &n.origin,
                     format!("`{walked}` is a {}, not a table", other.type_name()),
-                ))
+                ));
             }
         };
-        walked = format!("{walked}.{part}");
-        next = part;
     }
-    table.set(next, origin, node);
+    table.set(leaf, origin, node);
     Ok(())
 }

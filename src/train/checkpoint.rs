@@ -4,6 +4,7 @@
 //! JSON metadata. One file, written atomically, so a checkpoint is always complete: either the
 //! previous epoch's or this one's.
 
+use super::measure::Totals;
 use super::EpochRecord;
 use crate::model::weights_io::{
     read_metadata, read_tensors, write_views, HostTensor, ModelSnapshot,
@@ -46,11 +47,10 @@ pub struct LoopState {
 /// the epoch alone, so a resumed run skips `steps` batches and continues exactly.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PartialEpoch {
-    pub steps: usize,
-    pub loss_sum: f64,
-    pub correct: usize,
-    pub seen: usize,
-    pub seconds: f64,
+    pub(crate) steps: usize,
+    /// The running totals of those steps.
+    pub(crate) totals: Totals,
+    pub(crate) seconds: f64,
 }
 
 /// A training stopped by [`crate::interrupt`] after writing a mid-epoch checkpoint.

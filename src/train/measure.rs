@@ -7,7 +7,10 @@ use crate::model::ResNet;
 use anyhow::{bail, Result};
 use candle_core::{DType, Device, Tensor};
 
-pub(super) struct Totals {
+/// Sums over the images seen so far: loss times batch size, correct answers, images. A
+/// mid-epoch checkpoint keeps them, so they serialise.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Totals {
     pub loss: f64,
     pub correct: usize,
     pub n: usize,

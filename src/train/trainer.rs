@@ -158,17 +158,8 @@ pub fn train_until(
             data.train_len() as u64,
         );
         // A run stopped inside this epoch: its steps are skipped, its totals carried on.
-        let partial = state.partial.take();
-        let (skip, mut tr, seconds_before) = match &partial {
-            Some(p) => (
-                p.steps,
-                Totals {
-                    loss: p.loss_sum,
-                    correct: p.correct,
-                    n: p.seen,
-                },
-                p.seconds,
-            ),
+        let (skip, mut tr, seconds_before) = match state.partial.take() {
+            Some(p) => (p.steps, p.totals, p.seconds),
             None => (0, Totals::new(), 0.0),
         };
         let skip_seen = tr.n;
@@ -226,9 +217,7 @@ pub fn train_until(
                 writer.wait()?;
                 state.partial = Some(PartialEpoch {
                     steps: step + 1,
-                    loss_sum: tr.loss,
-                    correct: tr.correct,
-                    seen: tr.n,
+                    totals: tr,
                     seconds: seconds_before + started.elapsed().as_secs_f64(),
                 });
                 checkpoint::save(work_dir, &varmap, &opt.state()?, &state)?;
