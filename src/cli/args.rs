@@ -74,7 +74,8 @@ pub struct JobArgs {
 pub struct ExperimentArgs {
     /// Experiment file, e.g. experiments/quickstart.toml.
     pub file: PathBuf,
-    /// Override a value: `lr=0.01`, `dataset.root=/data/eyepacs`, `matrix.seed=[1,2]`.
+    /// Override a value: `lr=0.01`, `dataset.root=/data/eyepacs`, `matrix.seed=[1,2]`,
+    /// `executor.slurm.partition=gpu`.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub sets: Vec<String>,
     /// Rebuild this stage even if cached (repeatable). Only that stage is rebuilt: name its
