@@ -2,7 +2,9 @@
 //!
 //! A row is a model (ResNet-18/50, 5 classes, random weights), an input size, and a mode:
 //! `train` times full steps (train-mode forward, cross-entropy, backward, SGD with momentum 0.9
-//! and weight decay 5e-4), `eval` eval-mode forward passes. Inputs are one random fp32 batch,
+//! and weight decay 5e-4) through the layer-level engine as the trainer runs them on the CPU
+//! (`--autograd`: through candle's autograd, as before the engine), `eval` eval-mode forward
+//! passes. Inputs are one random fp32 batch,
 //! reused every step. One warm-up step is untimed; the peak resident memory (`VmHWM`) is read
 //! at the end, so each row must run in its own process. The thread count is candle's (rayon's
 //! `RAYON_NUM_THREADS`, else every core).
@@ -11,11 +13,12 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use clap::{Parser, ValueEnum};
 use drpipe::data::NUM_CLASSES;
-use drpipe::model::{init_weights, trainable_vars, Arch, ResNet};
+use drpipe::model::engine::profile;
+use drpipe::model::{init_weights, trainable_vars, Arch, Engine, ResNet};
 use drpipe::train::loss::cross_entropy;
 use drpipe::train::sgd::{Sgd, SgdConfig};
 
@@ -37,6 +40,13 @@ struct Args {
     /// im2col for every convolution, no Winograd: the kernels before it, for A/B runs.
     #[arg(long)]
     no_winograd: bool,
+    /// Train through candle's autograd over `ResNet` instead of the layer-level engine (the
+    /// training path before it), for A/B runs.
+    #[arg(long)]
+    autograd: bool,
+    /// Time each pass of the engine's steps (adds `passes_ms`, milliseconds per step).
+    #[arg(long)]
+    profile: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -77,7 +87,12 @@ fn main() -> Result<()> {
             nesterov: false,
         },
     );
-    let x = Tensor::randn(0f32, 1f32, (a.batch, 3, a.size, a.size), &device)?;
+    let dims = [a.batch, 3, a.size, a.size];
+    let x = Tensor::randn(0f32, 1f32, &dims[..], &device)?;
+    let xv: Vec<f32> = x.flatten_all()?.to_vec1()?;
+    let mut engine = (!a.autograd)
+        .then(|| Engine::new(a.arch, &varmap))
+        .transpose()?;
     let labels: Vec<u32> = (0..a.batch).map(|i| (i % NUM_CLASSES) as u32).collect();
     let weights = [1f32; NUM_CLASSES];
 
@@ -87,10 +102,22 @@ fn main() -> Result<()> {
         let t0 = Instant::now();
         match a.mode {
             StepMode::Train => {
-                let logits = model.forward(&x, true)?;
+                let (logits, leaf) = match engine.as_mut() {
+                    Some(e) => {
+                        let leaf = Var::from_tensor(&e.forward(&xv, dims, true)?)?;
+                        (leaf.as_tensor().clone(), Some(leaf))
+                    }
+                    None => (model.forward(&x, true)?, None),
+                };
                 let loss = cross_entropy(&logits, &labels, &weights, 0.0)?;
                 let t1 = Instant::now();
-                let grads = loss.backward()?;
+                let grads = match (engine.as_mut(), leaf) {
+                    (Some(e), Some(leaf)) => {
+                        let dl = loss.backward()?.get(leaf.as_tensor()).unwrap().clone();
+                        e.backward(&xv, &dl, false)?
+                    }
+                    _ => loss.backward()?,
+                };
                 let t2 = Instant::now();
                 opt.step(&grads)?;
                 phases[0] += (t1 - t0).as_secs_f64();
@@ -105,11 +132,18 @@ fn main() -> Result<()> {
         Ok(())
     };
     step(&mut [0.0; 3])?;
+    if a.profile {
+        profile::start();
+    }
     let started = Instant::now();
     for _ in 0..a.steps {
         step(&mut phases)?;
     }
     let secs = started.elapsed().as_secs_f64();
+    let passes: serde_json::Map<String, serde_json::Value> = profile::take()
+        .into_iter()
+        .map(|(p, s)| (p.name().to_string(), (1e3 * s / a.steps as f64).into()))
+        .collect();
     let mode = match a.mode {
         StepMode::Train => "train",
         StepMode::Eval => "eval",
@@ -117,7 +151,7 @@ fn main() -> Result<()> {
     println!(
         "{}",
         serde_json::json!({
-            "row": format!("{} {} {}px{}", a.arch, mode, a.size, if a.no_winograd { " im2col" } else { "" }),
+            "row": format!("{} {} {}px{}{}", a.arch, mode, a.size, if a.no_winograd { " im2col" } else { "" }, if a.autograd && a.mode == StepMode::Train { " autograd" } else { "" }),
             "images_per_s": (a.steps * a.batch) as f64 / secs,
             "seconds": secs,
             "steps": a.steps,
@@ -126,6 +160,7 @@ fn main() -> Result<()> {
             "forward_s": phases[0],
             "backward_s": phases[1],
             "optimizer_s": phases[2],
+            "passes_ms": passes,
         })
     );
     Ok(())

@@ -2,9 +2,9 @@
 //! (tests/fixtures/torch_parity.py regenerates the expected values with PyTorch), so the
 //! fixture is a few kilobytes and no weights are committed.
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
-use drpipe::model::{all_vars_sorted, trainable_vars, Arch, ResNet};
+use drpipe::model::{all_vars_sorted, trainable_vars, Arch, Engine, ResNet};
 use drpipe::train::loss::cross_entropy;
 use drpipe::train::sgd::{Sgd, SgdConfig};
 
@@ -115,10 +115,48 @@ fn eval_logits_match_torchvision() {
     }
 }
 
+/// One train step's gradients of the cross-entropy loss: through candle's autograd over
+/// `ResNet`, or through the layer-level engine the trainer uses on the CPU.
+fn step_grads(
+    net: &ResNet,
+    engine: Option<&mut Engine>,
+    x: &Tensor,
+    y: &[u32],
+) -> (f32, candle_core::backprop::GradStore) {
+    match engine {
+        None => {
+            let loss = cross_entropy(&net.forward(x, true).unwrap(), y, &[1.0; 5], 0.0).unwrap();
+            (loss.to_scalar().unwrap(), loss.backward().unwrap())
+        }
+        Some(e) => {
+            let xv: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
+            let dims: [usize; 4] = x.dims().try_into().unwrap();
+            let logits = Var::from_tensor(&e.forward(&xv, dims, true).unwrap()).unwrap();
+            let loss = cross_entropy(logits.as_tensor(), y, &[1.0; 5], 0.0).unwrap();
+            let dl = loss.backward().unwrap();
+            let dl = dl.get(logits.as_tensor()).unwrap();
+            (
+                loss.to_scalar().unwrap(),
+                e.backward(&xv, dl, false).unwrap(),
+            )
+        }
+    }
+}
+
 #[test]
 fn three_training_steps_match_torchvision() {
+    three_training_steps(false);
+}
+
+#[test]
+fn three_engine_training_steps_match_torchvision() {
+    three_training_steps(true);
+}
+
+fn three_training_steps(use_engine: bool) {
     let f = fixture();
     let (varmap, net) = build(Arch::ResNet18);
+    let mut engine = use_engine.then(|| Engine::new(Arch::ResNet18, &varmap).unwrap());
     let cfg = SgdConfig {
         lr: 0.001,
         momentum: 0.9,
@@ -130,9 +168,9 @@ fn three_training_steps_match_torchvision() {
     let mut losses = Vec::new();
     for step in 0..3 {
         let (x, y) = batch(4, 64, step);
-        let loss = cross_entropy(&net.forward(&x, true).unwrap(), &y, &[1.0; 5], 0.0).unwrap();
-        losses.push(loss.to_scalar::<f32>().unwrap());
-        sgd.step(&loss.backward().unwrap()).unwrap();
+        let (loss, grads) = step_grads(&net, engine.as_mut(), &x, &y);
+        losses.push(loss);
+        sgd.step(&grads).unwrap();
     }
     let want = expected(&f, "resnet18_train_losses");
     for (g, w) in losses.iter().zip(&want) {

@@ -108,23 +108,15 @@ impl BatchNorm {
     /// Batch statistics in f64 like PyTorch's CPU kernels (`acc_type<float>` is double): an
     /// f32 sum over B*H*W values loses enough precision to make training drift from PyTorch's.
     fn train_cpu(&self, x: &Tensor, shape: BnShape, relu: bool) -> Result<Tensor> {
-        let (mean, var) = with_f32(x, OP, |v| bn_kernels::stats(shape, v))?;
-        let invstd = var.iter().map(|v| 1.0 / (v + BN_EPS).sqrt()).collect();
-        let n = shape.count() as f64;
-        let unbiased: Vec<f32> = var.iter().map(|v| (v * n / (n - 1.0)) as f32).collect();
-        let mean32: Vec<f32> = mean.iter().map(|&m| m as f32).collect();
+        let stats = with_f32(x, OP, |v| BatchStats::of(shape, v))?;
         let op = BnTrain {
             shape,
-            mean,
-            invstd,
+            mean: stats.mean.clone(),
+            invstd: stats.invstd.clone(),
             relu,
         };
         let y = x.apply_op3(&self.weight, &self.bias, op)?;
-        let dev = x.device();
-        self.update_running(
-            &Tensor::from_vec(mean32, shape.channels, dev)?,
-            &Tensor::from_vec(unbiased, shape.channels, dev)?,
-        )?;
+        stats.update_running(&self.running_mean, &self.running_var)?;
         Ok(y)
     }
 
@@ -154,41 +146,23 @@ impl BatchNorm {
     }
 
     fn update_running(&self, batch_mean: &Tensor, unbiased_var: &Tensor) -> Result<()> {
-        let m = BN_MOMENTUM;
-        let rm = self.running_mean.as_detached_tensor();
-        let rv = self.running_var.as_detached_tensor();
-        self.running_mean
-            .set(&((rm * (1.0 - m))? + (batch_mean * m)?)?)?;
-        self.running_var
-            .set(&((rv * (1.0 - m))? + (unbiased_var * m)?)?)
+        update_running(
+            &self.running_mean,
+            &self.running_var,
+            batch_mean,
+            unbiased_var,
+        )
     }
 
     /// Eval mode's per-channel `(scale, shift)`: `y = x * scale + shift`.
     fn eval_affine(&self) -> Result<(Vec<f32>, Vec<f32>)> {
-        let rm = self
-            .running_mean
-            .as_detached_tensor()
-            .to_dtype(DType::F64)?
-            .to_vec1::<f64>()?;
-        let rv = self
-            .running_var
-            .as_detached_tensor()
-            .to_dtype(DType::F64)?
-            .to_vec1::<f64>()?;
-        let w = self.weight.to_dtype(DType::F64)?.to_vec1::<f64>()?;
-        let b = self.bias.to_dtype(DType::F64)?.to_vec1::<f64>()?;
-        let scale: Vec<f64> = w
-            .iter()
-            .zip(&rv)
-            .map(|(w, v)| w / (v + BN_EPS).sqrt())
-            .collect();
-        let shift = b
-            .iter()
-            .zip(&rm)
-            .zip(&scale)
-            .map(|((b, m), s)| (b - m * s) as f32)
-            .collect();
-        Ok((scale.into_iter().map(|s| s as f32).collect(), shift))
+        let v = |t: &Tensor| t.to_dtype(DType::F32)?.to_vec1::<f32>();
+        Ok(eval_affine(
+            &v(self.running_mean.as_tensor())?,
+            &v(self.running_var.as_tensor())?,
+            &v(&self.weight)?,
+            &v(&self.bias)?,
+        ))
     }
 
     fn eval_generic(&self, x: &Tensor) -> Result<Tensor> {
@@ -206,6 +180,95 @@ impl BatchNorm {
 }
 
 const OP: &str = "batch norm";
+
+/// A training-mode batch norm's statistics of one batch: mean and `1 / sqrt(var + eps)` in
+/// f64 for the transform and its backward, mean and unbiased variance in f32 for the running
+/// statistics.
+pub(crate) struct BatchStats {
+    pub mean: Vec<f64>,
+    pub invstd: Vec<f64>,
+    mean32: Vec<f32>,
+    unbiased: Vec<f32>,
+}
+
+impl BatchStats {
+    pub fn of(shape: BnShape, x: &[f32]) -> BatchStats {
+        let (mean, var) = bn_kernels::stats(shape, x);
+        let invstd = var.iter().map(|v| 1.0 / (v + BN_EPS).sqrt()).collect();
+        let n = shape.count() as f64;
+        let unbiased = var.iter().map(|v| (v * n / (n - 1.0)) as f32).collect();
+        let mean32 = mean.iter().map(|&m| m as f32).collect();
+        BatchStats {
+            mean,
+            invstd,
+            mean32,
+            unbiased,
+        }
+    }
+
+    /// Moves the running statistics towards this batch's (momentum [`BN_MOMENTUM`]).
+    pub fn update_running(self, running_mean: &Var, running_var: &Var) -> Result<()> {
+        let (c, dev) = (self.mean32.len(), running_mean.device());
+        update_running(
+            running_mean,
+            running_var,
+            &Tensor::from_vec(self.mean32, c, dev)?,
+            &Tensor::from_vec(self.unbiased, c, dev)?,
+        )
+    }
+}
+
+/// `running = (1 - momentum) * running + momentum * batch`, in place on the variables.
+fn update_running(rm: &Var, rv: &Var, batch_mean: &Tensor, unbiased_var: &Tensor) -> Result<()> {
+    let m = BN_MOMENTUM;
+    let (old_m, old_v) = (rm.as_detached_tensor(), rv.as_detached_tensor());
+    rm.set(&((old_m * (1.0 - m))? + (batch_mean * m)?)?)?;
+    rv.set(&((old_v * (1.0 - m))? + (unbiased_var * m)?)?)
+}
+
+/// Eval mode's per-channel `(scale, shift)` from the running statistics, in f64:
+/// `scale = weight / sqrt(running_var + eps)`, `shift = bias - running_mean * scale`.
+pub(crate) fn eval_affine(
+    running_mean: &[f32],
+    running_var: &[f32],
+    weight: &[f32],
+    bias: &[f32],
+) -> (Vec<f32>, Vec<f32>) {
+    let scale: Vec<f64> = weight
+        .iter()
+        .zip(running_var)
+        .map(|(&w, &v)| w as f64 / (v as f64 + BN_EPS).sqrt())
+        .collect();
+    let shift = bias
+        .iter()
+        .zip(running_mean)
+        .zip(&scale)
+        .map(|((&b, &m), s)| (b as f64 - m as f64 * s) as f32)
+        .collect();
+    (scale.into_iter().map(|s| s as f32).collect(), shift)
+}
+
+/// The per-channel `(scale, shift)` of a training-mode batch norm, like ATen:
+/// `alpha = invstd * weight`, `beta = bias - mean * alpha` (in f64), then `x * alpha + beta`.
+pub(crate) fn train_affine(
+    mean: &[f64],
+    invstd: &[f64],
+    weight: &[f32],
+    bias: &[f32],
+) -> (Vec<f32>, Vec<f32>) {
+    let scale: Vec<f64> = invstd
+        .iter()
+        .zip(weight)
+        .map(|(is, &w)| is * w as f64)
+        .collect();
+    let shift = bias
+        .iter()
+        .zip(mean)
+        .zip(&scale)
+        .map(|((&b, m), s)| (b as f64 - m * s) as f32)
+        .collect();
+    (scale.into_iter().map(|s| s as f32).collect(), shift)
+}
 
 /// Training-mode batch norm (optionally followed by ReLU) with its batch statistics.
 struct BnTrain {
@@ -230,20 +293,7 @@ impl CustomOp3 for BnTrain {
         bl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (w, b) = (f32_slice(ws, wl, OP)?, f32_slice(bs, bl, OP)?);
-        // Like ATen: alpha = invstd * weight, beta = bias - mean * alpha, then x * alpha + beta.
-        let scale: Vec<f64> = self
-            .invstd
-            .iter()
-            .zip(w)
-            .map(|(is, &w)| is * w as f64)
-            .collect();
-        let shift = b
-            .iter()
-            .zip(&self.mean)
-            .zip(&scale)
-            .map(|((&b, m), s)| (b as f64 - m * s) as f32)
-            .collect::<Vec<_>>();
-        let scale: Vec<f32> = scale.into_iter().map(|s| s as f32).collect();
+        let (scale, shift) = train_affine(&self.mean, &self.invstd, w, b);
         let y = bn_kernels::affine(
             self.shape,
             f32_slice(xs, xl, OP)?,
@@ -316,186 +366,4 @@ impl CustomOp1 for BnAffine {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::model::test_util::{max_diff, randn};
-    use candle_core::{DType, Device};
-    use candle_nn::VarMap;
-
-    #[test]
-    fn train_mode_matches_hand_computation_and_updates_running_stats() {
-        let dev = Device::Cpu;
-        let mut vm = VarMap::new();
-        let bn = BatchNorm::new(2, VarBuilder::from_varmap(&vm, DType::F32, &dev)).unwrap();
-        vm.set_one("weight", Tensor::new(&[2f32, 1.0], &dev).unwrap())
-            .unwrap();
-        vm.set_one("bias", Tensor::new(&[0f32, 1.0], &dev).unwrap())
-            .unwrap();
-        // Two images, two channels, 1x2 pixels. Channel 0 values: 1,3 | 5,7 -> mean 4,
-        // biased var (9+1+1+9)/4 = 5, unbiased 20/3. Channel 1 all 2 -> mean 2, var 0.
-        let x = Tensor::new(&[1f32, 3., 2., 2., 5., 7., 2., 2.], &dev)
-            .unwrap()
-            .reshape((2, 2, 1, 2))
-            .unwrap();
-        let y = bn
-            .forward(&x, true)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap();
-        let s = 2.0 / (5.0f32 + 1e-5).sqrt();
-        let want = [-3.0 * s, -s, 1.0, 1.0, s, 3.0 * s, 1.0, 1.0];
-        for (a, b) in y.iter().zip(want) {
-            assert!((a - b).abs() < 1e-5, "{y:?} vs {want:?}");
-        }
-        let rm = vm.data().lock().unwrap()["running_mean"]
-            .to_vec1::<f32>()
-            .unwrap();
-        let rv = vm.data().lock().unwrap()["running_var"]
-            .to_vec1::<f32>()
-            .unwrap();
-        assert!(
-            (rm[0] - 0.4).abs() < 1e-6 && (rm[1] - 0.2).abs() < 1e-6,
-            "{rm:?}"
-        );
-        let want_rv0 = 0.9 + 0.1 * 20.0 / 3.0;
-        assert!(
-            (rv[0] - want_rv0).abs() < 1e-5 && (rv[1] - 0.9).abs() < 1e-6,
-            "{rv:?}"
-        );
-
-        // Eval mode uses the running statistics: channel 1 -> (x - 0.2)/sqrt(0.9+eps)*1 + 1.
-        let e = bn
-            .forward(&x, false)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap();
-        let want1 = (2.0 - 0.2) / (0.9f32 + 1e-5).sqrt() + 1.0;
-        assert!((e[2] - want1).abs() < 1e-5, "{e:?}");
-        let want0 = (1.0 - 0.4) / (want_rv0 + 1e-5).sqrt() * 2.0;
-        assert!((e[0] - want0).abs() < 1e-5, "{e:?}");
-    }
-
-    #[test]
-    fn single_value_per_channel_is_an_error_in_train_mode() {
-        let dev = Device::Cpu;
-        let vm = VarMap::new();
-        let bn = BatchNorm::new(3, VarBuilder::from_varmap(&vm, DType::F32, &dev)).unwrap();
-        let x = Tensor::zeros((1, 3, 1, 1), DType::F32, &dev).unwrap();
-        assert!(bn.forward(&x, true).is_err());
-        assert!(bn.forward(&x, false).is_ok());
-    }
-
-    /// A batch norm with random affine parameters (same for equal seeds).
-    fn random_bn(c: usize, seed: u64) -> (VarMap, BatchNorm) {
-        let dev = Device::Cpu;
-        let mut vm = VarMap::new();
-        let bn = BatchNorm::new(c, VarBuilder::from_varmap(&vm, DType::F32, &dev)).unwrap();
-        let w: Vec<f32> = randn(&[c], seed).iter().map(|v| 1.0 + 0.5 * v).collect();
-        vm.set_one("weight", Tensor::new(w, &dev).unwrap()).unwrap();
-        vm.set_one("bias", Tensor::new(randn(&[c], seed + 1), &dev).unwrap())
-            .unwrap();
-        (vm, bn)
-    }
-
-    /// The fused CPU op (with and without ReLU) gives the same output, running statistics and
-    /// gradients for x, weight and bias as the same computation in candle's ops.
-    #[test]
-    fn cpu_kernels_match_candles_ops_forward_and_backward() {
-        let dev = Device::Cpu;
-        for (case, &(b, c, h, w)) in [(2, 3, 4, 5), (4, 1, 1, 3), (3, 5, 7, 7), (2, 2, 1, 1)]
-            .iter()
-            .enumerate()
-        {
-            for relu in [false, true] {
-                let seed = case as u64 * 10;
-                let n = b * c * h * w;
-                // A large common offset: the variance must not cancel away in f32.
-                let xv: Vec<f32> = randn(&[n], seed + 2)
-                    .iter()
-                    .map(|v| 3.0 * v + 50.0)
-                    .collect();
-                let x = Var::from_vec(xv, (b, c, h, w), &dev).unwrap();
-                let up = Tensor::from_vec(randn(&[n], seed + 3), (b, c, h, w), &dev).unwrap();
-                let (vm1, fast) = random_bn(c, seed);
-                let (vm2, slow) = random_bn(c, seed);
-                let y1 = fast.forward_fused(x.as_tensor(), true, relu).unwrap();
-                let mut y2 = slow.train_generic(x.as_tensor()).unwrap();
-                if relu {
-                    y2 = y2.relu().unwrap();
-                }
-                assert!(
-                    max_diff(&y1, &y2) < 1e-5,
-                    "case {case} relu {relu}: y {}",
-                    max_diff(&y1, &y2)
-                );
-                for name in ["running_mean", "running_var"] {
-                    let (a, b) = (
-                        &vm1.data().lock().unwrap()[name],
-                        &vm2.data().lock().unwrap()[name],
-                    );
-                    assert!(max_diff(a.as_tensor(), b.as_tensor()) < 1e-4, "{name}");
-                }
-                let g1 = y1.mul(&up).unwrap().sum_all().unwrap().backward().unwrap();
-                let g2 = y2.mul(&up).unwrap().sum_all().unwrap().backward().unwrap();
-                let pairs = [
-                    (x.as_tensor(), x.as_tensor()),
-                    (&fast.weight, &slow.weight),
-                    (&fast.bias, &slow.bias),
-                ];
-                for (k, (t1, t2)) in pairs.into_iter().enumerate() {
-                    let (a, b) = (g1.get(t1).unwrap(), g2.get(t2).unwrap());
-                    assert!(
-                        max_diff(a, b) < 1e-4,
-                        "case {case} relu {relu} grad {k}: {}",
-                        max_diff(a, b)
-                    );
-                }
-            }
-        }
-    }
-
-    /// The input gradient against a central finite difference along a random direction.
-    #[test]
-    fn input_gradient_passes_a_finite_difference_check() {
-        let dev = Device::Cpu;
-        let (b, c, h, w) = (3, 4, 5, 5);
-        let n = b * c * h * w;
-        let x = Var::from_vec(randn(&[n], 1), (b, c, h, w), &dev).unwrap();
-        let up = Tensor::from_vec(randn(&[n], 2), (b, c, h, w), &dev).unwrap();
-        let dir = Tensor::from_vec(randn(&[n], 3), (b, c, h, w), &dev).unwrap();
-        let (_vm, bn) = random_bn(c, 4);
-        let loss = |x: &Tensor| -> f64 {
-            let y = bn.forward_relu(x, true).unwrap();
-            y.to_dtype(DType::F64)
-                .unwrap()
-                .mul(&up.to_dtype(DType::F64).unwrap())
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .to_scalar()
-                .unwrap()
-        };
-        let y = bn.forward_relu(x.as_tensor(), true).unwrap();
-        let g = y.mul(&up).unwrap().sum_all().unwrap().backward().unwrap();
-        let gx = g.get(x.as_tensor()).unwrap();
-        let analytic: f64 = gx
-            .mul(&dir)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap() as f64;
-        let eps = 1e-3;
-        let plus = loss(&(x.as_tensor() + (&dir * eps).unwrap()).unwrap());
-        let minus = loss(&(x.as_tensor() - (&dir * eps).unwrap()).unwrap());
-        let fd = (plus - minus) / (2.0 * eps);
-        assert!(
-            (fd - analytic).abs() < 1e-2 * analytic.abs().max(1.0),
-            "fd {fd} vs {analytic}"
-        );
-    }
-}
+mod tests;

@@ -104,8 +104,14 @@ fn plane_sums(dy: &[f32], x: &[f32], y: Option<&[f32]>, m: f64) -> (f64, f64) {
 
 /// `y = x * scale[c] + shift[c]`, then `max(y, 0)` when `relu`.
 pub fn affine(s: BnShape, x: &[f32], scale: &[f32], shift: &[f32], relu: bool) -> Vec<f32> {
-    assert_eq!(x.len(), s.len());
     let mut y = vec![0f32; s.len()];
+    affine_into(s, x, scale, shift, relu, &mut y);
+    y
+}
+
+/// [`affine`] into `y`.
+pub fn affine_into(s: BnShape, x: &[f32], scale: &[f32], shift: &[f32], relu: bool, y: &mut [f32]) {
+    assert_eq!((x.len(), y.len()), (s.len(), s.len()));
     y.par_chunks_mut(s.plane.max(1))
         .zip(x.par_chunks(s.plane.max(1)))
         .enumerate()
@@ -122,7 +128,52 @@ pub fn affine(s: BnShape, x: &[f32], scale: &[f32], shift: &[f32], relu: bool) -
                 }
             }
         });
-    y
+}
+
+/// The skip connection of a residual block, as [`affine_add_relu`] reads it.
+#[derive(Clone, Copy)]
+pub enum Skip<'a> {
+    /// The block's input itself.
+    Identity(&'a [f32]),
+    /// A downsample branch's convolution output and its batch norm's `(scale, shift)`.
+    Affine(&'a [f32], &'a [f32], &'a [f32]),
+}
+
+/// The end of a residual block in one pass: `out = max(x * scale[c] + shift[c] + skip, 0)`,
+/// where `skip` is the identity or the downsample's batch norm applied on the fly (PyTorch
+/// writes both batch norms' outputs, then the sum, then the ReLU).
+pub fn affine_add_relu(
+    s: BnShape,
+    x: &[f32],
+    scale: &[f32],
+    shift: &[f32],
+    skip: Skip,
+    out: &mut [f32],
+) {
+    assert_eq!((x.len(), out.len()), (s.len(), s.len()));
+    let p = s.plane.max(1);
+    out.par_chunks_mut(p)
+        .zip(x.par_chunks(p))
+        .enumerate()
+        .for_each(|(i, (o, xp))| {
+            let c = i % s.channels;
+            let (a, b) = (scale[c], shift[c]);
+            let r = i * p..i * p + o.len();
+            match skip {
+                Skip::Identity(id) => {
+                    for ((o, &v), &d) in o.iter_mut().zip(xp).zip(&id[r]) {
+                        // The sum first, as `bn(x) + identity` rounds.
+                        *o = ((v * a + b) + d).max(0.0);
+                    }
+                }
+                Skip::Affine(z, sc, sh) => {
+                    let (a2, b2) = (sc[c], sh[c]);
+                    for ((o, &v), &d) in o.iter_mut().zip(xp).zip(&z[r]) {
+                        *o = ((v * a + b) + (d * a2 + b2)).max(0.0);
+                    }
+                }
+            }
+        });
 }
 
 /// Gradients of a training-mode batch norm (batch statistics `mean`, `invstd`) for upstream
@@ -137,7 +188,24 @@ pub fn backward(
     invstd: &[f64],
     weight: &[f32],
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    assert_eq!((x.len(), dy.len()), (s.len(), s.len()));
+    let mut dx = vec![0f32; s.len()];
+    let (dweight, dbias) = backward_into(s, x, dy, y, mean, invstd, weight, &mut dx);
+    (dx, dweight, dbias)
+}
+
+/// [`backward`] with `dx` written into the caller's buffer; returns `(dweight, dbias)`.
+#[allow(clippy::too_many_arguments)]
+pub fn backward_into(
+    s: BnShape,
+    x: &[f32],
+    dy: &[f32],
+    y: Option<&[f32]>,
+    mean: &[f64],
+    invstd: &[f64],
+    weight: &[f32],
+    dx: &mut [f32],
+) -> (Vec<f32>, Vec<f32>) {
+    assert_eq!((x.len(), dy.len(), dx.len()), (s.len(), s.len(), s.len()));
     let n = s.count().max(1) as f64;
     let p = s.plane;
     // Per channel: sum(dy) and sum(dy * (x - mean)), in f64.
@@ -157,7 +225,6 @@ pub fn backward(
                 .fold((0.0, 0.0), |(a, b), (c, d)| (a + c, b + d))
         })
         .collect();
-    let mut dx = vec![0f32; s.len()];
     dx.par_chunks_mut(p.max(1))
         .enumerate()
         .for_each(|(i, dxp)| {
@@ -193,5 +260,5 @@ pub fn backward(
         .map(|(&(_, d), &is)| (d * is) as f32)
         .collect();
     let dbias = sums.iter().map(|&(g, _)| g as f32).collect();
-    (dx, dweight, dbias)
+    (dweight, dbias)
 }

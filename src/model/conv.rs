@@ -29,6 +29,34 @@ fn use_winograd(g: &ConvGeom) -> bool {
     WINOGRAD.load(Ordering::Relaxed) && winograd::pays(g)
 }
 
+/// `y = conv(x, w)` into `y`, with the kernel [`conv2d`] would choose.
+pub fn forward_into(g: &ConvGeom, x: &[f32], w: &[f32], y: &mut [f32]) {
+    if use_winograd(g) {
+        winograd::forward_into(g, x, w, y)
+    } else {
+        conv_kernels::forward_into(g, x, w, y)
+    }
+}
+
+/// The input gradient into `dx`, added onto it when `accumulate`, with the kernel
+/// [`conv2d`]'s backward would choose.
+pub fn input_grad_into(g: &ConvGeom, dy: &[f32], w: &[f32], dx: &mut [f32], accumulate: bool) {
+    if use_winograd(g) {
+        winograd::input_grad_into(g, dy, w, dx, accumulate)
+    } else {
+        conv_kernels::input_grad_into(g, dy, w, dx, accumulate)
+    }
+}
+
+/// The weight gradient, with the kernel [`conv2d`]'s backward would choose.
+pub fn weight_grad(g: &ConvGeom, x: &[f32], dy: &[f32]) -> Vec<f32> {
+    if use_winograd(g) {
+        winograd::weight_grad(g, x, dy)
+    } else {
+        conv_kernels::weight_grad(g, x, dy)
+    }
+}
+
 /// `x` `[B, Ci, H, W]`, `w` `[Co, Ci, k, k]`, dilation 1, groups 1.
 pub fn conv2d(x: &Tensor, w: &Tensor, padding: usize, stride: usize) -> Result<Tensor> {
     if !x.device().is_cpu() || x.dtype() != DType::F32 || w.dtype() != DType::F32 {

@@ -317,6 +317,23 @@ fn scatter(src: &[f32], rows: usize, pix: usize, dst: &mut [f32]) {
     }
 }
 
+/// [`scatter`], adding onto `dst` instead of overwriting it.
+fn scatter_add(src: &[f32], rows: usize, pix: usize, dst: &mut [f32]) {
+    let n = dst.len() / (rows * pix);
+    let ld = n * pix;
+    for j in 0..n {
+        for r in 0..rows {
+            let d = &mut dst[(j * rows + r) * pix..(j * rows + r + 1) * pix];
+            for (d, s) in d
+                .iter_mut()
+                .zip(&src[r * ld + j * pix..r * ld + (j + 1) * pix])
+            {
+                *d += s;
+            }
+        }
+    }
+}
+
 /// The column matrix `[K, (b1-b0)*P]` of images `[b0, b1)`, channels in parallel when
 /// `parallel` (the groups themselves running one after another).
 fn fill_columns(g: &ConvGeom, x: &[f32], b0: usize, b1: usize, col: &mut [f32], parallel: bool) {
@@ -443,9 +460,18 @@ impl Mat {
 
 /// `y = conv(x, w)`.
 pub fn forward(g: &ConvGeom, x: &[f32], w: &[f32]) -> Vec<f32> {
-    assert_eq!((x.len(), w.len()), (g.x_len(), g.w_len()));
-    let (kd, pix, co) = (g.kdim(), g.pixels(), g.cout);
     let mut y = vec![0f32; g.y_len()];
+    forward_into(g, x, w, &mut y);
+    y
+}
+
+/// [`forward`] into `y` (`g.y_len()` floats, every one overwritten).
+pub fn forward_into(g: &ConvGeom, x: &[f32], w: &[f32], y: &mut [f32]) {
+    assert_eq!(
+        (x.len(), w.len(), y.len()),
+        (g.x_len(), g.w_len(), g.y_len())
+    );
+    let (kd, pix, co) = (g.kdim(), g.pixels(), g.cout);
     let sched = Schedule::of(g);
     let yp = SendPtr(y.as_mut_ptr());
     let wm = Mat::row_major(w.as_ptr(), kd);
@@ -470,15 +496,29 @@ pub fn forward(g: &ConvGeom, x: &[f32], w: &[f32]) -> Vec<f32> {
             }
         })
     });
-    y
 }
 
 /// `dx` for upstream gradient `dy`.
 pub fn input_grad(g: &ConvGeom, dy: &[f32], w: &[f32]) -> Vec<f32> {
-    assert_eq!((dy.len(), w.len()), (g.y_len(), g.w_len()));
+    let mut dx = vec![0f32; g.x_len()];
+    input_grad_into(g, dy, w, &mut dx, true);
+    dx
+}
+
+/// [`input_grad`] into `dx` (`g.x_len()` floats): added onto what `dx` holds when
+/// `accumulate` (a residual block's input, whose skip gradient is already there), else
+/// written over it.
+pub fn input_grad_into(g: &ConvGeom, dy: &[f32], w: &[f32], dx: &mut [f32], accumulate: bool) {
+    assert_eq!(
+        (dy.len(), w.len(), dx.len()),
+        (g.y_len(), g.w_len(), g.x_len())
+    );
     let (kd, pix, co) = (g.kdim(), g.pixels(), g.cout);
     let img = g.image_len();
-    let mut dx = vec![0f32; g.x_len()];
+    // col2im adds into the planes, so a fresh result starts from zeros.
+    if !accumulate && !g.pointwise() {
+        dx.fill(0.0);
+    }
     let sched = Schedule::of(g);
     let dxp = SendPtr(dx.as_mut_ptr());
     // w^T: [K, Co] read from w [Co, K].
@@ -501,12 +541,17 @@ pub fn input_grad(g: &ConvGeom, dy: &[f32], w: &[f32]) -> Vec<f32> {
                 col.as_mut_ptr()
             };
             // SAFETY: dst holds [kd, n]; wt [kd, co] and gm [co, n] are live inputs.
-            unsafe { matmul(kd, n, co, dst, n, false, wt, gm, sched.gemm_par()) };
+            let add = in_place && accumulate;
+            unsafe { matmul(kd, n, co, dst, n, add, wt, gm, sched.gemm_par()) };
             if in_place {
                 return;
             }
             if g.pointwise() {
-                scatter(col, kd, pix, dxs);
+                if accumulate {
+                    scatter_add(col, kd, pix, dxs);
+                } else {
+                    scatter(col, kd, pix, dxs);
+                }
             } else {
                 // Plane (image j, channel ci) takes channel ci's rows at image j's columns.
                 let (hw, kk) = (g.h * g.w, g.k * g.k);
@@ -522,7 +567,6 @@ pub fn input_grad(g: &ConvGeom, dy: &[f32], w: &[f32]) -> Vec<f32> {
             }
         })
     });
-    dx
 }
 
 /// `dw` for upstream gradient `dy`.

@@ -68,6 +68,44 @@ fn argmax_window(x: &[f32], h: usize, w: usize, i: usize, j: usize) -> usize {
     best
 }
 
+/// Output size `(Ho, Wo)` of the pool for an `h x w` plane.
+pub fn out_size(h: usize, w: usize) -> (usize, usize) {
+    ((h - 1) / 2 + 1, (w - 1) / 2 + 1)
+}
+
+/// The pool over contiguous `h x w` planes of `x` into `out` (the planes' [`out_size`]).
+pub fn forward_into(x: &[f32], h: usize, w: usize, out: &mut [f32]) {
+    let (ho, wo) = out_size(h, w);
+    assert_eq!(x.len() / (h * w) * ho * wo, out.len());
+    out.par_chunks_mut((ho * wo).max(1))
+        .zip(x.par_chunks(h * w))
+        .for_each(|(o, plane)| {
+            for i in 0..ho {
+                for j in 0..wo {
+                    o[i * wo + j] = plane[argmax_window(plane, h, w, i, j)];
+                }
+            }
+        });
+}
+
+/// The input gradient `gx` (every value overwritten) for output gradient `g`: each output's
+/// gradient goes to its window's first maximum in `x`.
+pub fn backward_into(x: &[f32], g: &[f32], h: usize, w: usize, gx: &mut [f32]) {
+    let (ho, wo) = out_size(h, w);
+    assert_eq!((x.len(), x.len() / (h * w) * ho * wo), (gx.len(), g.len()));
+    gx.par_chunks_mut(h * w)
+        .zip(x.par_chunks(h * w))
+        .zip(g.par_chunks((ho * wo).max(1)))
+        .for_each(|((gplane, plane), gout)| {
+            gplane.fill(0.0);
+            for i in 0..ho {
+                for j in 0..wo {
+                    gplane[argmax_window(plane, h, w, i, j)] += gout[i * wo + j];
+                }
+            }
+        });
+}
+
 struct MaxPoolCpu;
 
 impl CustomOp1 for MaxPoolCpu {
@@ -78,17 +116,9 @@ impl CustomOp1 for MaxPoolCpu {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = f32_slice(s, l, "max-pool input")?;
         let (b, c, h, w) = l.shape().dims4()?;
-        let (ho, wo) = ((h - 1) / 2 + 1, (w - 1) / 2 + 1);
+        let (ho, wo) = out_size(h, w);
         let mut out = vec![0f32; b * c * ho * wo];
-        out.par_chunks_mut((ho * wo).max(1))
-            .zip(x.par_chunks(h * w))
-            .for_each(|(o, plane)| {
-                for i in 0..ho {
-                    for j in 0..wo {
-                        o[i * wo + j] = plane[argmax_window(plane, h, w, i, j)];
-                    }
-                }
-            });
+        forward_into(x, h, w, &mut out);
         Ok((CpuStorage::F32(out), Shape::from((b, c, ho, wo))))
     }
 
@@ -118,18 +148,8 @@ impl CustomOp2 for MaxPoolCpuBwd {
         let x = f32_slice(s1, l1, "max-pool input")?;
         let g = f32_slice(s2, l2, "max-pool gradient")?;
         let (_, _, h, w) = l1.shape().dims4()?;
-        let (ho, wo) = ((h - 1) / 2 + 1, (w - 1) / 2 + 1);
         let mut gx = vec![0f32; x.len()];
-        gx.par_chunks_mut(h * w)
-            .zip(x.par_chunks(h * w))
-            .zip(g.par_chunks((ho * wo).max(1)))
-            .for_each(|((gplane, plane), gout)| {
-                for i in 0..ho {
-                    for j in 0..wo {
-                        gplane[argmax_window(plane, h, w, i, j)] += gout[i * wo + j];
-                    }
-                }
-            });
+        backward_into(x, g, h, w, &mut gx);
         Ok((CpuStorage::F32(gx), l1.shape().clone()))
     }
 }

@@ -8,6 +8,7 @@ pub mod bn_kernels;
 pub mod conv;
 pub mod conv_kernels;
 pub mod cpu_data;
+pub mod engine;
 pub mod infer;
 pub mod init;
 pub mod max_pool;
@@ -18,6 +19,7 @@ pub(crate) mod test_util;
 pub mod weights_io;
 pub mod winograd;
 
+pub use engine::Engine;
 pub use infer::{load_for_inference, predict_logits, predict_probs};
 pub use init::init_weights;
 pub use pretrained::{

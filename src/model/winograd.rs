@@ -171,13 +171,22 @@ fn gemms(
 
 /// `y = conv(x, w)` for a convolution [`applies`] accepts.
 pub fn forward(g: &ConvGeom, x: &[f32], w: &[f32]) -> Vec<f32> {
+    let mut y = vec![0f32; g.y_len()];
+    forward_into(g, x, w, &mut y);
+    y
+}
+
+/// [`forward`] into `y` (`g.y_len()` floats, every one overwritten).
+pub fn forward_into(g: &ConvGeom, x: &[f32], w: &[f32], y: &mut [f32]) {
     assert!(applies(g));
-    assert_eq!((x.len(), w.len()), (g.x_len(), g.w_len()));
+    assert_eq!(
+        (x.len(), w.len(), y.len()),
+        (g.x_len(), g.w_len(), g.y_len())
+    );
     let t = Tiles::of(g.ho, g.wo);
     let sched = schedule(g, t);
     let (ci, co) = (g.cin, g.cout);
     let u = transforms::transform_weights(w);
-    let mut y = vec![0f32; g.y_len()];
     let yp = SendPtr(y.as_mut_ptr());
     // Inside a group, work in parallel only when the groups themselves are not.
     let inner = !sched.parallel_groups;
@@ -222,18 +231,27 @@ pub fn forward(g: &ConvGeom, x: &[f32], w: &[f32]) -> Vec<f32> {
             );
         })
     });
-    y
 }
 
 /// `dx` for upstream gradient `dy`, for a convolution [`applies`] accepts.
 pub fn input_grad(g: &ConvGeom, dy: &[f32], w: &[f32]) -> Vec<f32> {
+    let mut dx = vec![0f32; g.x_len()];
+    input_grad_into(g, dy, w, &mut dx, false);
+    dx
+}
+
+/// [`input_grad`] into `dx` (`g.x_len()` floats): added onto what it holds when
+/// `accumulate`, else written over it.
+pub fn input_grad_into(g: &ConvGeom, dy: &[f32], w: &[f32], dx: &mut [f32], accumulate: bool) {
     assert!(applies(g));
-    assert_eq!((dy.len(), w.len()), (g.y_len(), g.w_len()));
+    assert_eq!(
+        (dy.len(), w.len(), dx.len()),
+        (g.y_len(), g.w_len(), g.x_len())
+    );
     let t = Tiles::of(g.ho, g.wo);
     let sched = schedule(g, t);
     let (ci, co) = (g.cin, g.cout);
     let u = transforms::transform_weights(w);
-    let mut dx = vec![0f32; g.x_len()];
     let dxp = SendPtr(dx.as_mut_ptr());
     let inner = !sched.parallel_groups;
     for_each_group(&sched, |i| {
@@ -274,11 +292,10 @@ pub fn input_grad(g: &ConvGeom, dy: &[f32], w: &[f32]) -> Vec<f32> {
                 dxp,
                 inner,
                 t.plane_scratch(),
-                |dv, s, out, buf| transforms::inverse_input(dv, s, t, out, g.w, buf),
+                |dv, s, out, buf| transforms::inverse_input(dv, s, t, out, g.w, buf, accumulate),
             );
         })
     });
-    dx
 }
 
 /// `dw` for upstream gradient `dy`, for a convolution [`applies`] accepts.

@@ -146,9 +146,11 @@ impl Stage for TrainStage {
 
     /// 2: Winograd F(2x2,3x3) and fused add+ReLU kernels changed the numerics, and the loop
     /// selects on the validation split (history gains its columns). 3: im2col instead of
-    /// Winograd on maps with few tiles (`winograd::pays`) changes the rounding.
+    /// Winograd on maps with few tiles (`winograd::pays`) changes the rounding. 4: the CPU
+    /// trains through the layer-level engine (`model::engine`), whose gradient sums round
+    /// in another order than candle's autograd.
     fn version(&self) -> u32 {
-        3
+        4
     }
 
     fn resumable(&self) -> bool {

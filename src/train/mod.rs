@@ -12,6 +12,7 @@ pub mod optimizer;
 mod persist;
 pub mod schedule;
 pub mod sgd;
+mod step;
 pub mod trainer;
 
 pub use checkpoint::Interrupted;

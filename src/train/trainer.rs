@@ -5,10 +5,11 @@ use super::checkpoint::{self, Interrupted, LoopState, PartialEpoch};
 use super::config::{Checkpoint, TrainConfig};
 use super::finite::first_non_finite;
 use super::loss::correct;
-use super::measure::{batch_loss, measure, to_tensor, Totals};
+use super::measure::{measure, Totals};
 use super::optimizer::Optimizer;
 use super::persist::{EpochFiles, EpochWriter};
 use super::schedule::lr_at;
+use super::step::Stepper;
 use super::{history, EpochRecord};
 use crate::data::{Batch, NUM_CLASSES};
 use crate::model::weights_io::{assign, ModelSnapshot};
@@ -93,6 +94,7 @@ pub fn train_until(
     )?;
     init_weights(&varmap, cfg.arch, cfg.seed)?;
     let mut opt = Optimizer::new(trainable_vars(&varmap, false), cfg);
+    let mut stepper = Stepper::new(cfg, &device, &varmap)?;
     let ckpt_path = checkpoint::path_in(work_dir);
     let history_path = out_dir.join("history.csv");
     let mut state = match checkpoint::load(work_dir)? {
@@ -165,15 +167,8 @@ pub fn train_until(
         let skip_seen = tr.n;
         progress.inc(skip_seen as u64);
         for (step, batch) in data.train_batches(epoch).enumerate().skip(skip) {
-            let x = to_tensor(&batch, &device)?;
-            let features = model.features(&x, true)?;
-            // Frozen backbone: cutting the graph here means no backbone gradient is computed,
-            // so the optimiser skips those parameters (no decay, no momentum), as PyTorch does
-            // with requires_grad=False. Batch-norm running statistics still update.
-            let features = if freeze { features.detach() } else { features };
-            let logits = model.head(&features)?;
-            let loss = batch_loss(&logits, &batch, cfg)?;
-            let value = loss.to_scalar::<f32>()? as f64;
+            let fwd = stepper.forward(&model, &batch, cfg, &device, freeze)?;
+            let value = fwd.loss.to_scalar::<f32>()? as f64;
             let kept = || {
                 if state.epochs_done > 0 {
                     format!("the last good checkpoint {} is kept", ckpt_path.display())
@@ -190,7 +185,7 @@ pub fn train_until(
                     kept()
                 );
             }
-            opt.step(&loss.backward()?)?;
+            opt.step(&stepper.backward(&fwd, &batch, freeze)?)?;
             // candle's ReLU maps NaN to 0 (PyTorch's keeps it), so NaN weights or inputs
             // need not reach the loss: check the parameters and running statistics too.
             if let Some(name) = first_non_finite(&varmap)? {
@@ -204,7 +199,7 @@ pub fn train_until(
             }
             state.num_batches_tracked += 1;
             tr.loss += value * batch.len() as f64;
-            tr.correct += correct(&logits, &batch.labels)?;
+            tr.correct += correct(&fwd.logits, &batch.labels)?;
             tr.n += batch.len();
             progress.inc(batch.len() as u64);
             let rate = (tr.n - skip_seen) as f64 / started.elapsed().as_secs_f64().max(1e-9);

@@ -257,9 +257,9 @@ pub(super) fn inverse_output(
     }
 }
 
-/// `dx = Σ_tiles B dV Bᵀ` for one `[h, w]` input plane: tiles overlap by two rows and columns,
-/// so they add into a zero-padded plane kept as even and odd columns. `buf`:
-/// [`Tiles::plane_scratch`] floats.
+/// `dx = Σ_tiles B dV Bᵀ` for one `[h, w]` input plane (added onto `plane` when `accumulate`):
+/// tiles overlap by two rows and columns, so they add into a zero-padded plane kept as even
+/// and odd columns. `buf`: [`Tiles::plane_scratch`] floats.
 pub(super) fn inverse_input(
     dv: *const f32,
     slot: Slot,
@@ -267,6 +267,7 @@ pub(super) fn inverse_input(
     plane: &mut [f32],
     w: usize,
     buf: &mut [f32],
+    accumulate: bool,
 ) {
     let h = plane.len() / w;
     let (tw, n) = (t.tw, t.tw + 1);
@@ -320,7 +321,25 @@ pub(super) fn inverse_input(
     // Plane pixel (y, x) is padded (y + 1, x + 1): x even -> odd[x/2], x odd -> even[x/2 + 1].
     for y in 0..h {
         let (even, odd) = acc[2 * (y + 1) * n..(2 * y + 4) * n].split_at(n);
-        interleave(&mut plane[y * w..(y + 1) * w], odd, &even[1..]);
+        let row = &mut plane[y * w..(y + 1) * w];
+        if accumulate {
+            interleave_add(row, odd, &even[1..]);
+        } else {
+            interleave(row, odd, &even[1..]);
+        }
+    }
+}
+
+/// [`interleave`], adding onto `out`.
+fn interleave_add(out: &mut [f32], even: &[f32], odd: &[f32]) {
+    let half = out.len() / 2;
+    let mut pairs = out.chunks_exact_mut(2);
+    for (p, (&e, &o)) in (&mut pairs).zip(even.iter().zip(odd)) {
+        p[0] += e;
+        p[1] += o;
+    }
+    if let [last] = pairs.into_remainder() {
+        *last += even[half];
     }
 }
 
