@@ -51,6 +51,9 @@ pub fn max_pool_tensor_ops(x: &Tensor) -> Result<Tensor> {
 /// PyTorch. Every window of this pool overlaps the input, so one is always found.
 #[inline]
 fn argmax_window(x: &[f32], h: usize, w: usize, i: usize, j: usize) -> usize {
+    if i > 0 && j > 0 && 2 * i + 1 < h && 2 * j + 1 < w {
+        return argmax_interior(x, w, 2 * i - 1, 2 * j - 1);
+    }
     let mut best = usize::MAX;
     let mut max = f32::NEG_INFINITY;
     for y in (2 * i).saturating_sub(1)..(2 * i + 2).min(h) {
@@ -62,6 +65,25 @@ fn argmax_window(x: &[f32], h: usize, w: usize, i: usize, j: usize) -> usize {
                 if v.is_nan() {
                     return best;
                 }
+            }
+        }
+    }
+    best
+}
+
+/// [`argmax_window`] of a window inside the plane, at `(y0, x0)`: the same rule (first
+/// maximum in row-major order, the first NaN winning) without bounds or early exits.
+#[inline(always)]
+fn argmax_interior(x: &[f32], w: usize, y0: usize, x0: usize) -> usize {
+    let mut best = y0 * w + x0;
+    let mut max = x[best];
+    for dy in 0..3 {
+        let row = (y0 + dy) * w + x0;
+        for dx in 0..3 {
+            let v = x[row + dx];
+            if v > max || (v.is_nan() && !max.is_nan()) {
+                best = row + dx;
+                max = v;
             }
         }
     }
@@ -102,6 +124,45 @@ pub fn backward_into(x: &[f32], g: &[f32], h: usize, w: usize, gx: &mut [f32]) {
                 for j in 0..wo {
                     gplane[argmax_window(plane, h, w, i, j)] += gout[i * wo + j];
                 }
+            }
+        });
+}
+
+/// [`forward_into`], also writing the plane index of each output's window maximum into
+/// `idx`, for [`backward_indexed`]: the backward then scatters instead of searching every
+/// window again.
+pub fn forward_indexed(x: &[f32], h: usize, w: usize, out: &mut [f32], idx: &mut [u32]) {
+    let (ho, wo) = out_size(h, w);
+    assert_eq!(x.len() / (h * w) * ho * wo, out.len());
+    assert_eq!(out.len(), idx.len());
+    let n = (ho * wo).max(1);
+    out.par_chunks_mut(n)
+        .zip(idx.par_chunks_mut(n))
+        .zip(x.par_chunks(h * w))
+        .for_each(|((o, ix), plane)| {
+            for i in 0..ho {
+                for j in 0..wo {
+                    let at = argmax_window(plane, h, w, i, j);
+                    o[i * wo + j] = plane[at];
+                    ix[i * wo + j] = at as u32;
+                }
+            }
+        });
+}
+
+/// The input gradient `gx` (every value overwritten) for output gradient `g`, from the
+/// indices [`forward_indexed`] wrote.
+pub fn backward_indexed(g: &[f32], idx: &[u32], h: usize, w: usize, gx: &mut [f32]) {
+    let (ho, wo) = out_size(h, w);
+    assert_eq!(gx.len() / (h * w) * ho * wo, g.len());
+    assert_eq!(g.len(), idx.len());
+    let n = (ho * wo).max(1);
+    gx.par_chunks_mut(h * w)
+        .zip(g.par_chunks(n).zip(idx.par_chunks(n)))
+        .for_each(|(gplane, (gout, ix))| {
+            gplane.fill(0.0);
+            for (&v, &at) in gout.iter().zip(ix) {
+                gplane[at as usize] += v;
             }
         });
 }
@@ -213,6 +274,31 @@ mod tests {
                 let got = y.flatten_all().unwrap().to_vec1::<f32>().unwrap();
                 assert_eq!(got, naive(&data, b, c, h, w), "size {h}x{w}");
             }
+        }
+    }
+
+    /// The indexed forward and backward equal the searching ones, ties and NaNs included.
+    #[test]
+    fn indexed_passes_equal_the_searching_ones() {
+        for (h, w, seed) in [(7, 7, 1), (8, 6, 2), (1, 5, 3), (64, 64, 4)] {
+            let mut x = random(3 * h * w, seed);
+            // Ties (ReLU zeros) and a NaN.
+            for v in x.iter_mut().step_by(3) {
+                *v = v.max(0.0);
+            }
+            x[h * w / 2] = f32::NAN;
+            let (ho, wo) = out_size(h, w);
+            let g = random(3 * ho * wo, seed + 10);
+            let (mut a, mut b) = (vec![0f32; g.len()], vec![0f32; g.len()]);
+            let mut idx = vec![0u32; g.len()];
+            forward_into(&x, h, w, &mut a);
+            forward_indexed(&x, h, w, &mut b, &mut idx);
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&a), bits(&b), "{h}x{w}");
+            let (mut ga, mut gb) = (vec![1f32; x.len()], vec![2f32; x.len()]);
+            backward_into(&x, &g, h, w, &mut ga);
+            backward_indexed(&g, &idx, h, w, &mut gb);
+            assert_eq!(bits(&ga), bits(&gb), "{h}x{w}");
         }
     }
 

@@ -39,6 +39,8 @@ pub struct Engine {
     /// The stem's max-pool output and its `(h, w)`.
     pooled: Vec<f32>,
     pooled_hw: (usize, usize),
+    /// Each pooled value's source in its stem plane.
+    pool_argmax: Vec<u32>,
     blocks: Vec<Block>,
     fc_weight: Var,
     fc_bias: Var,
@@ -124,6 +126,7 @@ impl Engine {
             stem,
             pooled: Vec::new(),
             pooled_hw: (0, 0),
+            pool_argmax: Vec::new(),
             blocks,
             fc_weight: get("fc.weight")?,
             fc_bias: get("fc.bias")?,
@@ -152,8 +155,10 @@ impl Engine {
         let hw = max_pool::out_size(sh, sw);
         let pooled = slot(&mut self.pooled, b * self.stem.cout * hw.0 * hw.1);
         let stem_out = &self.stem.a[..b * self.stem.cout * sh * sw];
+        let idx = &mut self.pool_argmax;
+        idx.resize(pooled.len(), 0);
         timed(Pass::MaxPool, || {
-            max_pool::forward_into(stem_out, sh, sw, pooled)
+            max_pool::forward_indexed(stem_out, sh, sw, pooled, idx)
         });
         self.pooled_hw = hw;
         let mut cur = hw;
@@ -270,8 +275,9 @@ impl Engine {
         let (sh, sw) = stem.out_hw();
         let n = stem.geom().y_len();
         let pooled_len = b * stem.cout * self.pooled_hw.0 * self.pooled_hw.1;
+        let idx = &self.pool_argmax[..pooled_len];
         timed(Pass::MaxPool, || {
-            max_pool::backward_into(&stem.a[..n], &d[..pooled_len], sh, sw, &mut t1[..n])
+            max_pool::backward_indexed(&d[..pooled_len], idx, sh, sw, &mut t1[..n])
         });
         stem.norm_backward(&t1[..n], true, &mut t2[..n], &mut grads)?;
         stem.weight_backward(&images[..stem.geom().x_len()], &t2[..n], &mut grads)?;
