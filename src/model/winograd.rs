@@ -19,6 +19,7 @@ use super::conv_kernels::{
 use gemm::Parallelism;
 use rayon::prelude::*;
 
+pub mod f4;
 mod transforms;
 
 use transforms::{Slot, Tiles, XI};
@@ -127,10 +128,12 @@ fn inverse_group(
     });
 }
 
-/// The 16 GEMMs of one group: `dst[xi] [m, n] (+)= a[xi] [m, k] x b[xi] [k, n]`, each operand
-/// given by its first matrix and the floats between consecutive `xi`.
+/// The `count` GEMMs of one group (16 for F(2x2), 36 for F(4x4)):
+/// `dst[xi] [m, n] (+)= a[xi] [m, k] x b[xi] [k, n]`, each operand given by its first matrix and
+/// the floats between consecutive `xi`.
 #[allow(clippy::too_many_arguments)]
 fn gemms(
+    count: usize,
     m: usize,
     n: usize,
     k: usize,
@@ -163,9 +166,9 @@ fn gemms(
         }
     };
     if parallel {
-        (0..XI).into_par_iter().for_each(one);
+        (0..count).into_par_iter().for_each(one);
     } else {
-        (0..XI).for_each(one);
+        (0..count).for_each(one);
     }
 }
 
@@ -208,6 +211,7 @@ pub fn forward_into(g: &ConvGeom, x: &[f32], w: &[f32], y: &mut [f32]) {
             let um = Mat::row_major(u.as_ptr(), ci);
             let vm = Mat::row_major(v.as_ptr(), n);
             gemms(
+                XI,
                 co,
                 n,
                 ci,
@@ -273,6 +277,7 @@ pub fn input_grad_into(g: &ConvGeom, dy: &[f32], w: &[f32], dx: &mut [f32], accu
             let ut = Mat::row_major(u.as_ptr(), ci).t();
             let zm = Mat::row_major(z.as_ptr(), n);
             gemms(
+                XI,
                 ci,
                 n,
                 co,
@@ -335,6 +340,7 @@ pub fn weight_grad(g: &ConvGeom, x: &[f32], dy: &[f32]) -> Vec<f32> {
             // V[xi]ᵀ: [n, Ci] read from V[xi] [Ci, n].
             let vt = Mat::row_major(v.as_ptr(), n).t();
             gemms(
+                XI,
                 co,
                 ci,
                 n,
