@@ -24,11 +24,10 @@ pub(super) struct Forward {
 }
 
 impl Stepper {
-    /// The engine on the CPU (`DRPIPE_AUTOGRAD=1` asks for candle's autograd there too, for
-    /// A/B runs); candle's autograd elsewhere.
+    /// The engine on the CPU, candle's autograd elsewhere. (No switch: the two round
+    /// differently, and the train stage's cache key does not say which ran.)
     pub fn new(cfg: &TrainConfig, device: &Device, varmap: &VarMap) -> Result<Stepper> {
-        let autograd = std::env::var_os("DRPIPE_AUTOGRAD").is_some_and(|v| v == "1");
-        if device.is_cpu() && !autograd {
+        if device.is_cpu() {
             Ok(Stepper::Engine(Box::new(Engine::new(cfg.arch, varmap)?)))
         } else {
             Ok(Stepper::Autograd)
