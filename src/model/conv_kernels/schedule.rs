@@ -1,0 +1,222 @@
+//! How a convolution's batch is spread over threads and fed to the GEMM: groups of images,
+//! per-thread scratch, strided matrix views, and the sum of per-worker weight gradients.
+//! Shared with [`super::super::winograd`].
+
+use gemm::Parallelism;
+use rayon::prelude::*;
+use std::cell::RefCell;
+
+use super::ConvGeom;
+
+/// How the groups of a batch are spread over threads.
+pub(crate) struct Schedule {
+    pub(crate) group: usize,
+    pub(crate) groups: usize,
+    /// Run groups in parallel (single-threaded GEMMs) rather than in sequence.
+    pub(crate) parallel_groups: bool,
+    pub(crate) threads: usize,
+}
+
+impl Schedule {
+    pub(crate) fn of(g: &ConvGeom) -> Schedule {
+        Schedule::new(g.batch, g.group())
+    }
+
+    /// A batch of `batch` images in groups of `group`.
+    pub(crate) fn new(batch: usize, group: usize) -> Schedule {
+        let groups = batch.div_ceil(group);
+        let threads = rayon::current_num_threads().max(1);
+        Schedule {
+            group,
+            groups,
+            parallel_groups: groups >= threads,
+            threads,
+        }
+    }
+
+    pub(crate) fn gemm_par(&self) -> Parallelism {
+        if self.parallel_groups || self.threads == 1 {
+            Parallelism::None
+        } else {
+            Parallelism::Rayon(self.threads)
+        }
+    }
+
+    /// Group `i` of a batch of `batch` images.
+    pub(crate) fn group_at(&self, i: usize, batch: usize) -> Group {
+        Group {
+            b0: i * self.group,
+            b1: ((i + 1) * self.group).min(batch),
+        }
+    }
+}
+
+thread_local! {
+    static SCRATCH: RefCell<[Vec<f32>; 2]> = const { RefCell::new([Vec::new(), Vec::new()]) };
+}
+
+/// Two scratch buffers of at least `a` and `b` floats (contents unspecified), reused per thread.
+pub(crate) fn with_scratch<R>(
+    a: usize,
+    b: usize,
+    f: impl FnOnce(&mut [f32], &mut [f32]) -> R,
+) -> R {
+    SCRATCH.with(|s| {
+        // Busy when this thread, waiting inside a parallel GEMM, picked up another conv's work.
+        let Ok(mut s) = s.try_borrow_mut() else {
+            return f(&mut vec![0.0; a], &mut vec![0.0; b]);
+        };
+        let [sa, sb] = &mut *s;
+        if sa.len() < a {
+            sa.resize(a, 0.0);
+        }
+        if sb.len() < b {
+            sb.resize(b, 0.0);
+        }
+        f(&mut sa[..a], &mut sb[..b])
+    })
+}
+
+/// A strided read-only matrix view.
+#[derive(Clone, Copy)]
+pub(crate) struct Mat {
+    pub(crate) ptr: *const f32,
+    pub(crate) rs: isize,
+    pub(crate) cs: isize,
+}
+
+// SAFETY: a view of f32s that outlive the kernel call it is used in; only read.
+unsafe impl Send for Mat {}
+unsafe impl Sync for Mat {}
+
+/// `dst [m, n]` (row stride `dst_rs`) `= (dst if accumulate) + a [m, k] x b [k, n]`.
+///
+/// # Safety
+/// Every pointer must be valid for the extents its strides and `m`, `n`, `k` imply.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn matmul(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    dst_rs: usize,
+    accumulate: bool,
+    a: Mat,
+    b: Mat,
+    par: Parallelism,
+) {
+    gemm::gemm(
+        m,
+        n,
+        k,
+        dst,
+        1,
+        dst_rs as isize,
+        accumulate,
+        a.ptr,
+        a.cs,
+        a.rs,
+        b.ptr,
+        b.cs,
+        b.rs,
+        1.0,
+        1.0,
+        false,
+        false,
+        false,
+        par,
+    )
+}
+
+/// Raw pointers cross into rayon's closures; each group writes a disjoint range.
+#[derive(Clone, Copy)]
+pub(crate) struct SendPtr(pub(crate) *mut f32);
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+impl SendPtr {
+    /// A method, so closures capture the whole (Send) wrapper rather than its raw field.
+    pub(crate) fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+pub(crate) fn for_each_group(sched: &Schedule, f: impl Fn(usize) + Sync + Send) {
+    if sched.parallel_groups {
+        (0..sched.groups).into_par_iter().for_each(f);
+    } else {
+        (0..sched.groups).for_each(f);
+    }
+}
+
+/// Images `[b0, b1)`: one group of a [`Schedule`].
+#[derive(Clone, Copy)]
+pub(crate) struct Group {
+    pub(crate) b0: usize,
+    pub(crate) b1: usize,
+}
+
+impl Group {
+    pub(crate) fn images(self) -> usize {
+        self.b1 - self.b0
+    }
+
+    /// A group of one image reads and writes its tensors in place, without gather/scatter.
+    pub(crate) fn alone(self) -> bool {
+        self.images() == 1
+    }
+}
+
+impl Mat {
+    /// A row-major matrix with `cols` columns.
+    pub(crate) fn row_major(ptr: *const f32, cols: usize) -> Mat {
+        Mat {
+            ptr,
+            rs: cols as isize,
+            cs: 1,
+        }
+    }
+
+    pub(crate) fn t(self) -> Mat {
+        Mat {
+            ptr: self.ptr,
+            rs: self.cs,
+            cs: self.rs,
+        }
+    }
+}
+
+/// `Σ_groups f(group)` for a weight gradient of `len` floats: each worker accumulates into its
+/// own zeroed buffer over a contiguous run of groups (`f` adds onto the buffer it is given),
+/// then the workers' buffers are added up.
+pub(crate) fn sum_over_groups(
+    sched: &Schedule,
+    batch: usize,
+    len: usize,
+    f: impl Fn(Group, &mut [f32]) + Sync,
+) -> Vec<f32> {
+    let workers = if sched.parallel_groups {
+        sched.threads.min(sched.groups)
+    } else {
+        1
+    };
+    let per = sched.groups.div_ceil(workers);
+    let partials: Vec<Vec<f32>> = (0..workers)
+        .into_par_iter()
+        .map(|t| {
+            let mut acc = vec![0f32; len];
+            for i in t * per..((t + 1) * per).min(sched.groups) {
+                f(sched.group_at(i, batch), &mut acc);
+            }
+            acc
+        })
+        .collect();
+    let mut it = partials.into_iter();
+    let mut sum = it.next().unwrap_or_else(|| vec![0f32; len]);
+    for p in it {
+        for (a, b) in sum.iter_mut().zip(&p) {
+            *a += b;
+        }
+    }
+    sum
+}
