@@ -13,20 +13,14 @@
 //! into groups of images as in [`super::conv_kernels`]; each group's transformed tiles live
 //! in per-thread scratch.
 
-use super::conv_kernels::{
-    for_each_group, matmul, sum_over_groups, with_scratch, ConvGeom, Group, Mat, Schedule, SendPtr,
-};
-use gemm::Parallelism;
-use rayon::prelude::*;
+use super::conv_kernels::{sum_over_groups, with_scratch, ConvGeom, Mat, SendPtr};
 
+mod drivers;
 pub mod f4;
 mod transforms;
 
+use drivers::{gemms, schedule, transform_group, Variant};
 use transforms::{Slot, Tiles, XI};
-
-/// Tiles per group: wide enough for the 16 GEMMs to run near full speed, small enough for a
-/// group's transformed tiles to stay within a few MB.
-const GROUP_TILES: usize = 512;
 
 /// Whether [`forward`], [`input_grad`] and [`weight_grad`] handle this convolution.
 pub fn applies(g: &ConvGeom) -> bool {
@@ -48,127 +42,72 @@ pub fn pays(g: &ConvGeom) -> bool {
 /// See [`pays`].
 const MIN_TILES: usize = 256;
 
-fn schedule(g: &ConvGeom, t: Tiles) -> Schedule {
-    Schedule::new(
-        g.batch,
-        (GROUP_TILES / t.per_image()).clamp(1, g.batch.max(1)),
-    )
-}
+/// F(2x2, 3x3), as the shared drivers take it.
+pub(super) struct F2;
 
-/// Runs `f(i)` for `i` in `0..n`, on rayon's pool when `parallel`, each task with its own
-/// `scratch`-float buffer.
-fn for_each(n: usize, parallel: bool, scratch: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
-    if parallel {
-        (0..n)
-            .into_par_iter()
-            .for_each_init(|| vec![0f32; scratch], |buf, i| f(i, buf));
-    } else {
-        let mut buf = vec![0f32; scratch];
-        (0..n).for_each(|i| f(i, &mut buf));
+impl Variant for F2 {
+    const XI: usize = XI;
+
+    fn tiles(h: usize, w: usize) -> Tiles {
+        Tiles::of(h, w)
     }
-}
 
-/// Transforms every plane of a group's images into `[16, rows, n]` scratch: `rows` planes per
-/// image, taken from `src` `[B, rows, plane_len]`.
-#[allow(clippy::too_many_arguments)]
-fn transform_group(
-    t: Tiles,
-    grp: Group,
-    rows: usize,
-    plane_len: usize,
-    src: &[f32],
-    dst: &mut [f32],
-    parallel: bool,
-    scratch: usize,
-    f: impl Fn(&[f32], *mut f32, Slot, &mut [f32]) + Sync + Send,
-) {
-    let n = grp.images() * t.per_image();
-    let out = SendPtr(dst.as_mut_ptr());
-    for_each(grp.images() * rows, parallel, scratch, |i, buf| {
-        let (j, r) = (i / rows, i % rows);
-        let b = grp.b0 + j;
-        let plane = &src[(b * rows + r) * plane_len..(b * rows + r + 1) * plane_len];
-        let slot = Slot {
-            xi_stride: rows * n,
-            base: r * n + j * t.per_image(),
-        };
-        f(plane, out.get(), slot, buf)
-    });
-}
+    fn transform_weights(w: &[f32]) -> Vec<f32> {
+        transforms::transform_weights(w)
+    }
 
-/// The adjoint of [`transform_group`]'s layout: writes every plane of a group's images into
-/// `dst` `[B, rows, plane_len]` (through `dst_ptr`) from the group's `[16, rows, n]` scratch.
-#[allow(clippy::too_many_arguments)]
-fn inverse_group(
-    t: Tiles,
-    grp: Group,
-    rows: usize,
-    plane_len: usize,
-    src: &[f32],
-    dst: SendPtr,
-    parallel: bool,
-    scratch: usize,
-    f: impl Fn(*const f32, Slot, &mut [f32], &mut [f32]) + Sync + Send,
-) {
-    let n = grp.images() * t.per_image();
-    for_each(grp.images() * rows, parallel, scratch, |i, buf| {
-        let (j, r) = (i / rows, i % rows);
-        let slot = Slot {
-            xi_stride: rows * n,
-            base: r * n + j * t.per_image(),
-        };
-        // SAFETY: plane (image b0 + j, row r) of dst belongs to this task alone.
-        let out = unsafe {
-            std::slice::from_raw_parts_mut(
-                dst.get().add(((grp.b0 + j) * rows + r) * plane_len),
-                plane_len,
-            )
-        };
-        f(src.as_ptr(), slot, out, buf)
-    });
-}
+    fn input_scratch(t: Tiles) -> usize {
+        t.row_scratch()
+    }
 
-/// The `count` GEMMs of one group (16 for F(2x2), 36 for F(4x4)):
-/// `dst[xi] [m, n] (+)= a[xi] [m, k] x b[xi] [k, n]`, each operand given by its first matrix and
-/// the floats between consecutive `xi`.
-#[allow(clippy::too_many_arguments)]
-fn gemms(
-    count: usize,
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: SendPtr,
-    dst_stride: usize,
-    accumulate: bool,
-    a: (Mat, usize),
-    b: (Mat, usize),
-    parallel: bool,
-) {
-    let one = |xi: usize| {
-        let shift = |(mat, stride): (Mat, usize)| Mat {
-            // SAFETY: stays inside the operand the caller passed (16 matrices).
-            ptr: unsafe { mat.ptr.add(xi * stride) },
-            ..mat
-        };
-        // SAFETY: the caller sized dst, a and b for 16 matrices of these shapes.
-        unsafe {
-            matmul(
-                m,
-                n,
-                k,
-                dst.get().add(xi * dst_stride),
-                n,
-                accumulate,
-                shift(a),
-                shift(b),
-                Parallelism::None,
-            )
-        }
-    };
-    if parallel {
-        (0..count).into_par_iter().for_each(one);
-    } else {
-        (0..count).for_each(one);
+    fn transform_input(plane: &[f32], w: usize, t: Tiles, v: *mut f32, s: Slot, buf: &mut [f32]) {
+        transforms::transform_input(plane, w, t, v, s, buf)
+    }
+
+    fn output_scratch(t: Tiles) -> usize {
+        t.row_scratch()
+    }
+
+    fn inverse_output(
+        m: *const f32,
+        s: Slot,
+        t: Tiles,
+        out: &mut [f32],
+        wo: usize,
+        buf: &mut [f32],
+    ) {
+        transforms::inverse_output(m, s, t, out, wo, buf)
+    }
+
+    fn out_grad_scratch(t: Tiles) -> usize {
+        t.row_scratch()
+    }
+
+    fn transform_out_grad(
+        plane: &[f32],
+        wo: usize,
+        t: Tiles,
+        z: *mut f32,
+        s: Slot,
+        buf: &mut [f32],
+    ) {
+        transforms::transform_out_grad(plane, wo, t, z, s, buf)
+    }
+
+    fn plane_scratch(t: Tiles) -> usize {
+        t.plane_scratch()
+    }
+
+    fn inverse_input(
+        dv: *const f32,
+        s: Slot,
+        t: Tiles,
+        out: &mut [f32],
+        w: usize,
+        buf: &mut [f32],
+        accumulate: bool,
+    ) {
+        transforms::inverse_input(dv, s, t, out, w, buf, accumulate)
     }
 }
 
@@ -181,60 +120,7 @@ pub fn forward(g: &ConvGeom, x: &[f32], w: &[f32]) -> Vec<f32> {
 
 /// [`forward`] into `y` (`g.y_len()` floats, every one overwritten).
 pub fn forward_into(g: &ConvGeom, x: &[f32], w: &[f32], y: &mut [f32]) {
-    assert!(applies(g));
-    assert_eq!(
-        (x.len(), w.len(), y.len()),
-        (g.x_len(), g.w_len(), g.y_len())
-    );
-    let t = Tiles::of(g.ho, g.wo);
-    let sched = schedule(g, t);
-    let (ci, co) = (g.cin, g.cout);
-    let u = transforms::transform_weights(w);
-    let yp = SendPtr(y.as_mut_ptr());
-    // Inside a group, work in parallel only when the groups themselves are not.
-    let inner = !sched.parallel_groups;
-    for_each_group(&sched, |i| {
-        let grp = sched.group_at(i, g.batch);
-        let n = grp.images() * t.per_image();
-        with_scratch(XI * ci * n, XI * co * n, |v, m| {
-            transform_group(
-                t,
-                grp,
-                ci,
-                g.h * g.w,
-                x,
-                v,
-                inner,
-                t.row_scratch(),
-                |p, v, s, buf| transforms::transform_input(p, g.w, t, v, s, buf),
-            );
-            let um = Mat::row_major(u.as_ptr(), ci);
-            let vm = Mat::row_major(v.as_ptr(), n);
-            gemms(
-                XI,
-                co,
-                n,
-                ci,
-                SendPtr(m.as_mut_ptr()),
-                co * n,
-                false,
-                (um, co * ci),
-                (vm, ci * n),
-                inner,
-            );
-            inverse_group(
-                t,
-                grp,
-                co,
-                g.pixels(),
-                m,
-                yp,
-                inner,
-                t.row_scratch(),
-                |m, s, out, buf| transforms::inverse_output(m, s, t, out, g.wo, buf),
-            );
-        })
-    });
+    drivers::forward_with::<F2>(g, x, w, y)
 }
 
 /// `dx` for upstream gradient `dy`, for a convolution [`applies`] accepts.
@@ -247,60 +133,7 @@ pub fn input_grad(g: &ConvGeom, dy: &[f32], w: &[f32]) -> Vec<f32> {
 /// [`input_grad`] into `dx` (`g.x_len()` floats): added onto what it holds when
 /// `accumulate`, else written over it.
 pub fn input_grad_into(g: &ConvGeom, dy: &[f32], w: &[f32], dx: &mut [f32], accumulate: bool) {
-    assert!(applies(g));
-    assert_eq!(
-        (dy.len(), w.len(), dx.len()),
-        (g.y_len(), g.w_len(), g.x_len())
-    );
-    let t = Tiles::of(g.ho, g.wo);
-    let sched = schedule(g, t);
-    let (ci, co) = (g.cin, g.cout);
-    let u = transforms::transform_weights(w);
-    let dxp = SendPtr(dx.as_mut_ptr());
-    let inner = !sched.parallel_groups;
-    for_each_group(&sched, |i| {
-        let grp = sched.group_at(i, g.batch);
-        let n = grp.images() * t.per_image();
-        with_scratch(XI * co * n, XI * ci * n, |z, dv| {
-            transform_group(
-                t,
-                grp,
-                co,
-                g.pixels(),
-                dy,
-                z,
-                inner,
-                t.row_scratch(),
-                |p, z, s, buf| transforms::transform_out_grad(p, g.wo, t, z, s, buf),
-            );
-            // U[xi]ᵀ: [Ci, Co] read from U[xi] [Co, Ci].
-            let ut = Mat::row_major(u.as_ptr(), ci).t();
-            let zm = Mat::row_major(z.as_ptr(), n);
-            gemms(
-                XI,
-                ci,
-                n,
-                co,
-                SendPtr(dv.as_mut_ptr()),
-                ci * n,
-                false,
-                (ut, co * ci),
-                (zm, co * n),
-                inner,
-            );
-            inverse_group(
-                t,
-                grp,
-                ci,
-                g.h * g.w,
-                dv,
-                dxp,
-                inner,
-                t.plane_scratch(),
-                |dv, s, out, buf| transforms::inverse_input(dv, s, t, out, g.w, buf, accumulate),
-            );
-        })
-    });
+    drivers::input_grad_with::<F2>(g, dy, w, dx, accumulate)
 }
 
 /// `dw` for upstream gradient `dy`, for a convolution [`applies`] accepts.
