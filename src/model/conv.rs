@@ -97,11 +97,8 @@ impl CustomOp2 for Conv2d {
     ) -> Result<(CpuStorage, Shape)> {
         let g = &self.geom;
         let (x, w) = (f32_slice(xs, xl, "conv2d")?, f32_slice(ws, wl, "conv2d")?);
-        let y = if use_winograd(g) {
-            winograd::forward(g, x, w)
-        } else {
-            conv_kernels::forward(g, x, w)
-        };
+        let mut y = vec![0f32; g.y_len()];
+        forward_into(g, x, w, &mut y);
         Ok((
             CpuStorage::F32(y),
             Shape::from((g.batch, g.cout, g.ho, g.wo)),
@@ -150,11 +147,8 @@ impl CustomOp2 for InputGrad {
     ) -> Result<(CpuStorage, Shape)> {
         let g = &self.geom;
         let (dy, w) = (f32_slice(gs, gl, "conv2d")?, f32_slice(ws, wl, "conv2d")?);
-        let dx = if use_winograd(g) {
-            winograd::input_grad(g, dy, w)
-        } else {
-            conv_kernels::input_grad(g, dy, w)
-        };
+        let mut dx = vec![0f32; g.x_len()];
+        input_grad_into(g, dy, w, &mut dx, false);
         Ok((CpuStorage::F32(dx), Shape::from((g.batch, g.cin, g.h, g.w))))
     }
 }
@@ -179,11 +173,7 @@ impl CustomOp2 for WeightGrad {
     ) -> Result<(CpuStorage, Shape)> {
         let g = &self.geom;
         let (x, dy) = (f32_slice(xs, xl, "conv2d")?, f32_slice(gs, gl, "conv2d")?);
-        let dw = if use_winograd(g) {
-            winograd::weight_grad(g, x, dy)
-        } else {
-            conv_kernels::weight_grad(g, x, dy)
-        };
+        let dw = weight_grad(g, x, dy);
         Ok((CpuStorage::F32(dw), Shape::from((g.cout, g.cin, g.k, g.k))))
     }
 }
