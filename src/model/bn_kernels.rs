@@ -3,7 +3,6 @@
 //! applied as one multiply-add per value, and the backward in one pass over `x` and `dy`.
 //! Channels (statistics, backward sums) or planes (transforms) are spread over rayon's pool.
 
-use super::simd::avx2_dispatch;
 use rayon::prelude::*;
 
 /// Data shape: `batch` images of `channels` planes of `plane` values.
@@ -63,13 +62,11 @@ fn lanes_sum(len: usize, f: impl Fn(usize) -> f64) -> f64 {
     acc.iter().sum::<f64>() + (full..len).map(f).sum::<f64>()
 }
 
-#[inline(always)]
-fn sum_f64_body(p: &[f32]) -> f64 {
+fn sum_f64(p: &[f32]) -> f64 {
     lanes_sum(p.len(), |i| p[i] as f64)
 }
 
-#[inline(always)]
-fn sum_sq_dev_f64_body(p: &[f32], mean: f64) -> f64 {
+fn sum_sq_dev_f64(p: &[f32], mean: f64) -> f64 {
     lanes_sum(p.len(), |i| (p[i] as f64 - mean).powi(2))
 }
 
@@ -84,8 +81,7 @@ fn mask(g: f32, y: f32) -> f32 {
 }
 
 /// `(Σ g, Σ g (x - m))` over one plane in f64, `g` being `dy` masked by `y` when given.
-#[inline(always)]
-fn plane_sums_body(dy: &[f32], x: &[f32], y: Option<&[f32]>, m: f64) -> (f64, f64) {
+fn plane_sums(dy: &[f32], x: &[f32], y: Option<&[f32]>, m: f64) -> (f64, f64) {
     let x = &x[..dy.len()];
     match y {
         Some(y) => {
@@ -106,46 +102,6 @@ fn plane_sums_body(dy: &[f32], x: &[f32], y: Option<&[f32]>, m: f64) -> (f64, f6
     }
 }
 
-avx2_dispatch! {
-    /// The sum of a plane in f64.
-    fn sum_f64(p: &[f32]) -> f64 => sum_f64_body;
-}
-
-avx2_dispatch! {
-    /// `Σ (p - mean)²` of a plane in f64.
-    fn sum_sq_dev_f64(p: &[f32], mean: f64) -> f64 => sum_sq_dev_f64_body;
-}
-
-avx2_dispatch! {
-    /// See [`plane_sums_body`].
-    fn plane_sums(dy: &[f32], x: &[f32], y: Option<&[f32]>, m: f64) -> (f64, f64) => plane_sums_body;
-}
-
-/// One plane of the batch norm's input gradient: `dx = a1 g + a2 (x - m) + a3` with
-/// `[a1, a2, a3, m] = k`, `g` being `dy` masked by `y` when given.
-#[inline(always)]
-fn dx_plane_body(dxp: &mut [f32], dyp: &[f32], xp: &[f32], y: Option<&[f32]>, k: [f32; 4]) {
-    let [a1, a2, a3, m] = k;
-    let dx_of = |g: f32, xv: f32| a1 * g + a2 * (xv - m) + a3;
-    match y {
-        Some(y) => {
-            for ((d, (&g, &xv)), &yv) in dxp.iter_mut().zip(dyp.iter().zip(xp)).zip(y) {
-                *d = dx_of(mask(g, yv), xv);
-            }
-        }
-        None => {
-            for (d, (&g, &xv)) in dxp.iter_mut().zip(dyp.iter().zip(xp)) {
-                *d = dx_of(g, xv);
-            }
-        }
-    }
-}
-
-avx2_dispatch! {
-    /// See [`dx_plane_body`].
-    fn dx_plane(dxp: &mut [f32], dyp: &[f32], xp: &[f32], y: Option<&[f32]>, k: [f32; 4]) => dx_plane_body;
-}
-
 /// `y = x * scale[c] + shift[c]`, then `max(y, 0)` when `relu`.
 pub fn affine(s: BnShape, x: &[f32], scale: &[f32], shift: &[f32], relu: bool) -> Vec<f32> {
     let mut y = vec![0f32; s.len()];
@@ -161,26 +117,17 @@ pub fn affine_into(s: BnShape, x: &[f32], scale: &[f32], shift: &[f32], relu: bo
         .enumerate()
         .for_each(|(i, (yp, xp))| {
             let c = i % s.channels;
-            affine_plane(yp, xp, scale[c], shift[c], relu);
+            let (a, b) = (scale[c], shift[c]);
+            if relu {
+                for (o, &v) in yp.iter_mut().zip(xp) {
+                    *o = (v * a + b).max(0.0);
+                }
+            } else {
+                for (o, &v) in yp.iter_mut().zip(xp) {
+                    *o = v * a + b;
+                }
+            }
         });
-}
-
-#[inline(always)]
-fn affine_plane_body(yp: &mut [f32], xp: &[f32], a: f32, b: f32, relu: bool) {
-    if relu {
-        for (o, &v) in yp.iter_mut().zip(xp) {
-            *o = (v * a + b).max(0.0);
-        }
-    } else {
-        for (o, &v) in yp.iter_mut().zip(xp) {
-            *o = v * a + b;
-        }
-    }
-}
-
-avx2_dispatch! {
-    /// One plane of [`affine_into`].
-    fn affine_plane(yp: &mut [f32], xp: &[f32], a: f32, b: f32, relu: bool) => affine_plane_body;
 }
 
 /// The skip connection of a residual block, as [`affine_add_relu`] reads it.
@@ -291,7 +238,21 @@ pub fn backward_into(
             let (a1, a2, a3) = (w as f32, (-k * w) as f32, (-gmean * w) as f32);
             let m = mean[c] as f32;
             let (dyp, xp) = (&dy[o..o + p], &x[o..o + p]);
-            dx_plane(dxp, dyp, xp, y.map(|y| &y[o..o + p]), [a1, a2, a3, m]);
+            let dx_of = |g: f32, xv: f32| a1 * g + a2 * (xv - m) + a3;
+            match y {
+                Some(y) => {
+                    for ((d, (&g, &xv)), &yv) in
+                        dxp.iter_mut().zip(dyp.iter().zip(xp)).zip(&y[o..o + p])
+                    {
+                        *d = dx_of(mask(g, yv), xv);
+                    }
+                }
+                None => {
+                    for (d, (&g, &xv)) in dxp.iter_mut().zip(dyp.iter().zip(xp)) {
+                        *d = dx_of(g, xv);
+                    }
+                }
+            }
         });
     let dweight = sums
         .iter()

@@ -14,7 +14,6 @@ pub mod init;
 pub mod max_pool;
 pub mod pretrained;
 pub mod resnet;
-pub mod simd;
 #[cfg(test)]
 pub(crate) mod test_util;
 pub mod weights_io;

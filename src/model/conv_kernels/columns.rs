@@ -2,13 +2,11 @@
 //! a group's images side by side (and back).
 
 use super::{ConvGeom, Group, Mat};
-use crate::model::simd::avx2_dispatch;
 use rayon::prelude::*;
 
 /// Fill columns `[off, off + P)` of one channel's `k*k` rows `rows [k*k, ld]` of the column
 /// matrix from that channel's plane `[H, W]` of one image.
-#[inline(always)]
-fn im2col_body(g: &ConvGeom, plane: &[f32], rows: &mut [f32], ld: usize, off: usize) {
+pub(super) fn im2col(g: &ConvGeom, plane: &[f32], rows: &mut [f32], ld: usize, off: usize) {
     let (k, s, p) = (g.k, g.stride, g.pad as isize);
     for ky in 0..k {
         for kx in 0..k {
@@ -42,8 +40,7 @@ fn im2col_body(g: &ConvGeom, plane: &[f32], rows: &mut [f32], ld: usize, off: us
 
 /// Add columns `[off, off + P)` of one channel's rows `rows [k*k, ld]` back into that
 /// channel's plane `[H, W]` of one image (im2col's adjoint).
-#[inline(always)]
-fn col2im_add_body(g: &ConvGeom, rows: &[f32], ld: usize, off: usize, plane: &mut [f32]) {
+pub(super) fn col2im_add(g: &ConvGeom, rows: &[f32], ld: usize, off: usize, plane: &mut [f32]) {
     let (k, s, p) = (g.k, g.stride, g.pad as isize);
     for ky in 0..k {
         for kx in 0..k {
@@ -199,14 +196,4 @@ pub(super) fn out_grads(g: &ConvGeom, dy: &[f32], grp: Group, buf: &mut [f32]) -
         buf.as_ptr()
     };
     Mat::row_major(ptr, grp.images() * pix)
-}
-
-avx2_dispatch! {
-    /// See [`im2col_body`].
-    pub(super) fn im2col(g: &ConvGeom, plane: &[f32], rows: &mut [f32], ld: usize, off: usize) => im2col_body;
-}
-
-avx2_dispatch! {
-    /// See [`col2im_add_body`].
-    pub(super) fn col2im_add(g: &ConvGeom, rows: &[f32], ld: usize, off: usize, plane: &mut [f32]) => col2im_add_body;
 }

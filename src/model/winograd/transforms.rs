@@ -7,7 +7,6 @@
 //! one tile at a time: the transforms took longer than the 16 GEMMs.)
 
 use super::super::conv_kernels::SendPtr;
-use crate::model::simd::avx2_dispatch;
 use rayon::prelude::*;
 
 /// Positions of a transformed tile.
@@ -91,7 +90,6 @@ fn map3(dst: &mut [f32], a: &[f32], b: &[f32], c: &[f32], f: impl Fn(f32, f32, f
 }
 
 /// Four equal rows of `buf`, mutable.
-#[inline(always)]
 fn four(buf: &mut [f32], n: usize) -> [&mut [f32]; 4] {
     let (r0, rest) = buf[..4 * n].split_at_mut(n);
     let (r1, rest) = rest.split_at_mut(n);
@@ -100,7 +98,6 @@ fn four(buf: &mut [f32], n: usize) -> [&mut [f32]; 4] {
 }
 
 /// `out[2k] = even[k]`, `out[2k + 1] = odd[k]`.
-#[inline(always)]
 fn interleave(out: &mut [f32], even: &[f32], odd: &[f32]) {
     let half = out.len() / 2;
     let mut pairs = out.chunks_exact_mut(2);
@@ -114,7 +111,6 @@ fn interleave(out: &mut [f32], even: &[f32], odd: &[f32]) {
 }
 
 /// `even[k] = row[2k]`, `odd[k] = row[2k + 1]`, zero past the row (or everywhere for `None`).
-#[inline(always)]
 fn deinterleave(row: Option<&[f32]>, even: &mut [f32], odd: &mut [f32]) {
     let Some(row) = row else {
         even.fill(0.0);
@@ -136,8 +132,7 @@ fn deinterleave(row: Option<&[f32]>, even: &mut [f32], odd: &mut [f32]) {
 
 /// `V = Bᵀ d B` for every tile of one `[h, w]` input plane, written to `v` at `slot`.
 /// `buf`: [`Tiles::row_scratch`] floats.
-#[inline(always)]
-fn transform_input_body(
+pub(super) fn transform_input(
     plane: &[f32],
     w: usize,
     t: Tiles,
@@ -185,8 +180,7 @@ fn transform_input_body(
 
 /// `Z = A dy Aᵀ` for every tile of one `[ho, wo]` output-gradient plane.
 /// `buf`: [`Tiles::row_scratch`] floats.
-#[inline(always)]
-fn transform_out_grad_body(
+pub(super) fn transform_out_grad(
     plane: &[f32],
     wo: usize,
     t: Tiles,
@@ -228,8 +222,7 @@ fn transform_out_grad_body(
 
 /// `y = Aᵀ M A` for every tile of one `[ho, wo]` output plane, read from `m` at `slot`.
 /// `buf`: [`Tiles::row_scratch`] floats.
-#[inline(always)]
-fn inverse_output_body(
+pub(super) fn inverse_output(
     m: *const f32,
     slot: Slot,
     t: Tiles,
@@ -267,8 +260,7 @@ fn inverse_output_body(
 /// `dx = Σ_tiles B dV Bᵀ` for one `[h, w]` input plane (added onto `plane` when `accumulate`):
 /// tiles overlap by two rows and columns, so they add into a zero-padded plane kept as even
 /// and odd columns. `buf`: [`Tiles::plane_scratch`] floats.
-#[inline(always)]
-fn inverse_input_body(
+pub(super) fn inverse_input(
     dv: *const f32,
     slot: Slot,
     t: Tiles,
@@ -339,7 +331,6 @@ fn inverse_input_body(
 }
 
 /// [`interleave`], adding onto `out`.
-#[inline(always)]
 fn interleave_add(out: &mut [f32], even: &[f32], odd: &[f32]) {
     let half = out.len() / 2;
     let mut pairs = out.chunks_exact_mut(2);
@@ -403,67 +394,4 @@ pub(super) fn inverse_weights(du: &[f32]) -> Vec<f32> {
             }
         });
     dw
-}
-
-avx2_dispatch! {
-    /// See [`transform_input_body`].
-    pub(super) fn transform_input(plane: &[f32], w: usize, t: Tiles, v: *mut f32, slot: Slot, buf: &mut [f32])
-        => transform_input_body;
-}
-
-avx2_dispatch! {
-    /// See [`transform_out_grad_body`].
-    pub(super) fn transform_out_grad(plane: &[f32], wo: usize, t: Tiles, z: *mut f32, slot: Slot, buf: &mut [f32])
-        => transform_out_grad_body;
-}
-
-avx2_dispatch! {
-    /// See [`inverse_output_body`].
-    pub(super) fn inverse_output(m: *const f32, slot: Slot, t: Tiles, plane: &mut [f32], wo: usize, buf: &mut [f32])
-        => inverse_output_body;
-}
-
-avx2_dispatch! {
-    /// See [`inverse_input_body`].
-    pub(super) fn inverse_input(dv: *const f32, slot: Slot, t: Tiles, plane: &mut [f32], w: usize, buf: &mut [f32], accumulate: bool)
-        => inverse_input_body;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::model::test_util::randn;
-
-    /// The AVX2 copies compute the same floats as the baseline bodies, to the bit (on a CPU
-    /// without AVX2 both sides run the baseline and the test checks nothing new).
-    #[test]
-    fn dispatched_transforms_equal_the_baseline_bodies() {
-        let (h, w) = (13, 11);
-        let t = Tiles::of(h, w);
-        let per = t.per_image();
-        let slot = Slot {
-            xi_stride: per,
-            base: 0,
-        };
-        let plane = randn(&[h * w], 1);
-        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
-        let mut buf = vec![0f32; t.plane_scratch().max(t.row_scratch())];
-        let (mut a, mut b) = (vec![0f32; XI * per], vec![0f32; XI * per]);
-        transform_input(&plane, w, t, a.as_mut_ptr(), slot, &mut buf);
-        transform_input_body(&plane, w, t, b.as_mut_ptr(), slot, &mut buf);
-        assert_eq!(bits(&a), bits(&b), "transform_input");
-        transform_out_grad(&plane, w, t, a.as_mut_ptr(), slot, &mut buf);
-        transform_out_grad_body(&plane, w, t, b.as_mut_ptr(), slot, &mut buf);
-        assert_eq!(bits(&a), bits(&b), "transform_out_grad");
-        let m = randn(&[XI * per], 2);
-        let (mut pa, mut pb) = (vec![0f32; h * w], vec![0f32; h * w]);
-        inverse_output(m.as_ptr(), slot, t, &mut pa, w, &mut buf);
-        inverse_output_body(m.as_ptr(), slot, t, &mut pb, w, &mut buf);
-        assert_eq!(bits(&pa), bits(&pb), "inverse_output");
-        let base = randn(&[h * w], 3);
-        let (mut pa, mut pb) = (base.clone(), base);
-        inverse_input(m.as_ptr(), slot, t, &mut pa, w, &mut buf, true);
-        inverse_input_body(m.as_ptr(), slot, t, &mut pb, w, &mut buf, true);
-        assert_eq!(bits(&pa), bits(&pb), "inverse_input");
-    }
 }
