@@ -7,6 +7,9 @@ use drpipe::model::conv_kernels::{self, ConvGeom};
 use drpipe::model::winograd::{self, f4};
 use std::time::Instant;
 
+/// One pass's kernels, in the order of the table's columns.
+type Kernels<'a> = Vec<Box<dyn Fn() + 'a>>;
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -52,7 +55,7 @@ fn main() {
         let mut out = vec![0f32; g.y_len().max(g.x_len())];
         let out = std::cell::RefCell::new(&mut out[..]);
         let (yl, xl) = (g.y_len(), g.x_len());
-        let rows: [(&str, Vec<Box<dyn Fn()>>); 3] = [
+        let rows: [(&str, Kernels); 3] = [
             (
                 "fwd",
                 vec![

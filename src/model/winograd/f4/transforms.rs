@@ -369,7 +369,7 @@ pub(super) fn inverse_input(
         let p = |k: usize| &acc[(4 * r + k) * n..(4 * r + k + 1) * n];
         join4(
             &mut plane[y * w..(y + 1) * w],
-            [&p(1)[..], &p(2)[..], &p(3)[..], &p(0)[1..]],
+            [p(1), p(2), p(3), &p(0)[1..]],
             accumulate,
         );
     }
@@ -381,9 +381,9 @@ pub(super) fn transform_weights(w: &[f32]) -> Vec<f32> {
     let mut u = vec![0f32; XI * plane];
     let up = SendPtr(u.as_mut_ptr());
     w.par_chunks_exact(9).enumerate().for_each(|(kc, k)| {
-        let cols: [[f32; 6]; 3] = std::array::from_fn(|j| g([k[j], k[3 + j], k[6 + j]]));
-        for i in 0..6 {
-            let row = g([cols[0][i], cols[1][i], cols[2][i]]);
+        let [c0, c1, c2]: [[f32; 6]; 3] = std::array::from_fn(|j| g([k[j], k[3 + j], k[6 + j]]));
+        for (i, ((a, b), c)) in c0.into_iter().zip(c1).zip(c2).enumerate() {
+            let row = g([a, b, c]);
             for (j, v) in row.into_iter().enumerate() {
                 // SAFETY: index (6i + j, kc) is inside u and written by kernel kc alone.
                 unsafe { *up.get().add((6 * i + j) * plane + kc) = v };
