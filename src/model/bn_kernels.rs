@@ -62,6 +62,24 @@ fn lanes_sum(len: usize, f: impl Fn(usize) -> f64) -> f64 {
     acc.iter().sum::<f64>() + (full..len).map(f).sum::<f64>()
 }
 
+/// `(Σ f(i), Σ g(i))` in one pass: the two sums of [`lanes_sum`], each with the same lanes
+/// and order (so the same bits), reading the data once instead of twice.
+#[inline(always)]
+fn lanes_sum2(len: usize, f: impl Fn(usize) -> f64, g: impl Fn(usize) -> f64) -> (f64, f64) {
+    let (mut a, mut b) = ([0f64; 8], [0f64; 8]);
+    let full = len / 8 * 8;
+    for base in (0..full).step_by(8) {
+        for l in 0..8 {
+            a[l] += f(base + l);
+            b[l] += g(base + l);
+        }
+    }
+    (
+        a.iter().sum::<f64>() + (full..len).map(&f).sum::<f64>(),
+        b.iter().sum::<f64>() + (full..len).map(&g).sum::<f64>(),
+    )
+}
+
 fn sum_f64(p: &[f32]) -> f64 {
     lanes_sum(p.len(), |i| p[i] as f64)
 }
@@ -87,17 +105,11 @@ fn plane_sums(dy: &[f32], x: &[f32], y: Option<&[f32]>, m: f64) -> (f64, f64) {
         Some(y) => {
             let y = &y[..dy.len()];
             let g = |i: usize| mask(dy[i], y[i]) as f64;
-            (
-                lanes_sum(dy.len(), g),
-                lanes_sum(dy.len(), |i| g(i) * (x[i] as f64 - m)),
-            )
+            lanes_sum2(dy.len(), g, |i| g(i) * (x[i] as f64 - m))
         }
         None => {
             let g = |i: usize| dy[i] as f64;
-            (
-                lanes_sum(dy.len(), g),
-                lanes_sum(dy.len(), |i| g(i) * (x[i] as f64 - m)),
-            )
+            lanes_sum2(dy.len(), g, |i| g(i) * (x[i] as f64 - m))
         }
     }
 }

@@ -319,10 +319,10 @@ pub(super) fn mask_by_positive(g: &mut [f32], y: &[f32]) {
     g.par_chunks_mut(CHUNK)
         .zip(y.par_chunks(CHUNK))
         .for_each(|(g, y)| {
+            // A select and an unconditional store, which vectorise; a conditional store
+            // does not, and its branch on the sign of post-ReLU values mispredicts.
             for (g, &y) in g.iter_mut().zip(y) {
-                if y <= 0.0 {
-                    *g = 0.0;
-                }
+                *g = if y <= 0.0 { 0.0 } else { *g };
             }
         });
 }
