@@ -93,11 +93,34 @@ impl ConvGeom {
         self.k == 1 && self.stride == 1 && self.pad == 0
     }
 
-    /// Images per GEMM: enough columns (~1024) for the GEMM's blocking to pay.
+    /// Images per GEMM: enough columns (256 to 1024) for the GEMM's blocking to pay, fewer
+    /// where a deep column matrix would outgrow [`COLUMN_BUDGET`]. (A flat 1024 columns
+    /// made 2.4 MB column matrices for ResNet-18's stride-2 3x3 conv at 128 px, written to
+    /// and read back from L3: under the budget its passes took 0.8-0.9x the time, and
+    /// ResNet-50's 1x1 convs 0.75-0.9x, alternating in one process; bench/README.md.)
     fn group(&self) -> usize {
-        (1024 / self.pixels().max(1)).clamp(1, self.batch.max(1))
+        let cols = (COLUMN_BUDGET / self.kdim().max(1)).clamp(256, 1024);
+        (cols / self.pixels().max(1)).clamp(1, self.batch.max(1))
+    }
+
+    /// Output rows of one image whose column matrix stays within [`COLUMN_BUDGET`], but
+    /// at least 256 columns (a thinner GEMM loses more than the cache gains: ResNet-50's
+    /// stride-2 3x3 conv at 128 px in blocks of 3 rows ran at half speed); a pointwise conv
+    /// has no column matrix to bound.
+    fn row_block(&self) -> usize {
+        if self.pointwise() {
+            return self.ho;
+        }
+        let wo = self.wo.max(1);
+        (COLUMN_BUDGET / (self.kdim() * wo))
+            .max(256usize.div_ceil(wo))
+            .clamp(1, self.ho.max(1))
     }
 }
+
+/// Floats of a column matrix that a core's L2 holds with room for the GEMM's packed
+/// operands (256 KB).
+const COLUMN_BUDGET: usize = 65536;
 
 /// `y = conv(x, w)`.
 pub fn forward(g: &ConvGeom, x: &[f32], w: &[f32]) -> Vec<f32> {
@@ -113,28 +136,41 @@ pub fn forward_into(g: &ConvGeom, x: &[f32], w: &[f32], y: &mut [f32]) {
         (g.x_len(), g.w_len(), g.y_len())
     );
     let (kd, pix, co) = (g.kdim(), g.pixels(), g.cout);
-    let sched = Schedule::of(g);
+    let sched = Schedule::row_blocks(g);
     let yp = SendPtr(y.as_mut_ptr());
     let wm = Mat::row_major(w.as_ptr(), kd);
     for_each_group(&sched, |i| {
         let grp = sched.group_at(i, g.batch);
-        let n = grp.images() * pix;
+        let n = grp.images() * grp.pixels(g);
         let out_len = if grp.alone() { 0 } else { co * n };
         with_scratch(columns_len(g, grp), out_len, |col, out| {
             let cols = columns(g, x, grp, col, !sched.parallel_groups);
+            if grp.alone() {
+                // Straight into the image's output rows. SAFETY: dst holds [co, n] at row
+                // stride pix, rows of y that belong to this group alone; wm [co, kd] and
+                // cols [kd, n] are live inputs.
+                let dst = unsafe { yp.get().add(grp.b0 * co * pix + grp.first_pixel(g)) };
+                unsafe { matmul(co, n, kd, dst, pix, false, wm, cols, sched.gemm_par()) };
+                return;
+            }
+            // SAFETY: out holds [co, n]; wm [co, kd] and cols [kd, n] are live inputs.
+            unsafe {
+                matmul(
+                    co,
+                    n,
+                    kd,
+                    out.as_mut_ptr(),
+                    n,
+                    false,
+                    wm,
+                    cols,
+                    sched.gemm_par(),
+                )
+            };
             // SAFETY: y's images [b0, b1) belong to this group alone.
             let ys =
                 unsafe { std::slice::from_raw_parts_mut(yp.get().add(grp.b0 * co * pix), co * n) };
-            let dst = if grp.alone() {
-                ys.as_mut_ptr()
-            } else {
-                out.as_mut_ptr()
-            };
-            // SAFETY: dst holds [co, n]; wm [co, kd] and cols [kd, n] are live inputs.
-            unsafe { matmul(co, n, kd, dst, n, false, wm, cols, sched.gemm_par()) };
-            if !grp.alone() {
-                scatter(out, co, pix, ys);
-            }
+            scatter(out, co, pix, ys);
         })
     });
 }
@@ -213,10 +249,10 @@ pub fn input_grad_into(g: &ConvGeom, dy: &[f32], w: &[f32], dx: &mut [f32], accu
 /// `dw` for upstream gradient `dy`.
 pub fn weight_grad(g: &ConvGeom, x: &[f32], dy: &[f32]) -> Vec<f32> {
     assert_eq!((x.len(), dy.len()), (g.x_len(), g.y_len()));
-    let (kd, pix, co) = (g.kdim(), g.pixels(), g.cout);
-    let sched = Schedule::of(g);
+    let (kd, co) = (g.kdim(), g.cout);
+    let sched = Schedule::row_blocks(g);
     sum_over_groups(&sched, g.batch, g.w_len(), |grp, dw| {
-        let n = grp.images() * pix;
+        let n = grp.images() * grp.pixels(g);
         with_scratch(columns_len(g, grp), out_grads_len(g, grp), |col, gin| {
             let cols = columns(g, x, grp, col, !sched.parallel_groups);
             let gm = out_grads(g, dy, grp, gin);

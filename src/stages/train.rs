@@ -148,9 +148,10 @@ impl Stage for TrainStage {
     /// selects on the validation split (history gains its columns). 3: im2col instead of
     /// Winograd on maps with few tiles (`winograd::pays`) changes the rounding. 4: the CPU
     /// trains through the layer-level engine (`model::engine`), whose gradient sums round
-    /// in another order than candle's autograd.
+    /// in another order than candle's autograd. 5: im2col's groups bounded by a column
+    /// budget (`ConvGeom::group`, row blocks) sum the weight gradients over other groups.
     fn version(&self) -> u32 {
-        4
+        5
     }
 
     fn resumable(&self) -> bool {

@@ -12,6 +12,10 @@ use super::ConvGeom;
 pub(crate) struct Schedule {
     pub(crate) group: usize,
     pub(crate) groups: usize,
+    /// Output rows per group when a lone image is split into blocks of rows (`0`: not split).
+    pub(crate) rows: usize,
+    /// Blocks of rows per image (1 when not split).
+    blocks: usize,
     /// Run groups in parallel (single-threaded GEMMs) rather than in sequence.
     pub(crate) parallel_groups: bool,
     pub(crate) threads: usize,
@@ -22,6 +26,21 @@ impl Schedule {
         Schedule::new(g.batch, g.group())
     }
 
+    /// [`Schedule::of`], with lone images whose column matrix would outgrow the budget split
+    /// into blocks of output rows ([`ConvGeom::row_block`]). Blocks of one image read and
+    /// write disjoint output rows but overlapping input rows: not for the input gradient.
+    pub(crate) fn row_blocks(g: &ConvGeom) -> Schedule {
+        let mut s = Schedule::of(g);
+        let rows = g.row_block();
+        if s.group == 1 && rows < g.ho {
+            s.rows = rows;
+            s.blocks = g.ho.div_ceil(rows);
+            s.groups = g.batch * s.blocks;
+            s.parallel_groups = s.groups >= s.threads;
+        }
+        s
+    }
+
     /// A batch of `batch` images in groups of `group`.
     pub(crate) fn new(batch: usize, group: usize) -> Schedule {
         let groups = batch.div_ceil(group);
@@ -29,6 +48,8 @@ impl Schedule {
         Schedule {
             group,
             groups,
+            rows: 0,
+            blocks: 1,
             parallel_groups: groups >= threads,
             threads,
         }
@@ -44,9 +65,18 @@ impl Schedule {
 
     /// Group `i` of a batch of `batch` images.
     pub(crate) fn group_at(&self, i: usize, batch: usize) -> Group {
+        if self.rows > 0 {
+            let (b, r) = (i / self.blocks, i % self.blocks);
+            return Group {
+                b0: b,
+                b1: b + 1,
+                rows: Some((r * self.rows, (r + 1) * self.rows)),
+            };
+        }
         Group {
             b0: i * self.group,
             b1: ((i + 1) * self.group).min(batch),
+            rows: None,
         }
     }
 }
@@ -149,16 +179,33 @@ pub(crate) fn for_each_group(sched: &Schedule, f: impl Fn(usize) + Sync + Send) 
     }
 }
 
-/// Images `[b0, b1)`: one group of a [`Schedule`].
+/// Images `[b0, b1)`: one group of a [`Schedule`], or output rows `[r0, r1)` of one image
+/// (`r1` may pass the last row: [`Group::out_rows`] clips it).
 #[derive(Clone, Copy)]
 pub(crate) struct Group {
     pub(crate) b0: usize,
     pub(crate) b1: usize,
+    pub(crate) rows: Option<(usize, usize)>,
 }
 
 impl Group {
     pub(crate) fn images(self) -> usize {
         self.b1 - self.b0
+    }
+
+    /// The output rows this group covers.
+    pub(crate) fn out_rows(self, g: &ConvGeom) -> std::ops::Range<usize> {
+        self.rows.map_or(0..g.ho, |(r0, r1)| r0..r1.min(g.ho))
+    }
+
+    /// Output pixels per image this group covers: its rows' share of `Ho*Wo`.
+    pub(crate) fn pixels(self, g: &ConvGeom) -> usize {
+        self.out_rows(g).len() * g.wo
+    }
+
+    /// Offset of the group's first output pixel within its image's plane.
+    pub(crate) fn first_pixel(self, g: &ConvGeom) -> usize {
+        self.out_rows(g).start * g.wo
     }
 
     /// A group of one image reads and writes its tensors in place, without gather/scatter.
