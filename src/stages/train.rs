@@ -150,8 +150,10 @@ impl Stage for TrainStage {
     /// trains through the layer-level engine (`model::engine`), whose gradient sums round
     /// in another order than candle's autograd. 5: im2col's groups bounded by a column
     /// budget (`ConvGeom::group`, row blocks) sum the weight gradients over other groups.
+    /// 6: `gemm`'s AVX-512 kernels (its `x86-v4` feature) sum in other blocks on CPUs
+    /// that have AVX-512.
     fn version(&self) -> u32 {
-        5
+        6
     }
 
     fn resumable(&self) -> bool {
