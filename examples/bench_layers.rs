@@ -6,6 +6,7 @@
 
 use drpipe::model::conv;
 use drpipe::model::conv_kernels::ConvGeom;
+use drpipe::model::Arch;
 use std::time::Instant;
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -28,20 +29,16 @@ fn time(rounds: usize, mut f: impl FnMut()) -> f64 {
 }
 
 /// `(name, geometry, how many times the step runs it)` for every distinct conv shape.
-fn layers(arch: &str, size: usize, batch: usize) -> Vec<(String, ConvGeom, usize)> {
+fn layers(arch: Arch, size: usize, batch: usize) -> Vec<(String, ConvGeom, usize)> {
     let g = |c: usize, side: usize, co: usize, k: usize, s: usize| {
         ConvGeom::new([batch, c, side, side], [co, c, k, k], s, k / 2).unwrap()
     };
     let mut out = vec![("stem 7x7/2".to_string(), g(3, size, 64, 7, 2), 1)];
     let mut side = size / 4;
-    let bottleneck = arch == "resnet50";
-    let (blocks, expand) = if bottleneck {
-        ([3, 4, 6, 3], 4)
-    } else {
-        ([2, 2, 2, 2], 1)
-    };
+    let expand = arch.expansion();
+    let bottleneck = expand > 1;
     let mut cin = 64;
-    for (stage, &n) in blocks.iter().enumerate() {
+    for (stage, &n) in arch.stage_blocks().iter().enumerate() {
         let width = 64 << stage;
         let cout = width * expand;
         let stride = if stage == 0 { 1 } else { 2 };
@@ -68,7 +65,14 @@ fn layers(arch: &str, size: usize, batch: usize) -> Vec<(String, ConvGeom, usize
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let arch = args.get(1).map_or("resnet18", String::as_str).to_string();
+    let arch: Arch = args
+        .get(1)
+        .map_or("resnet18", String::as_str)
+        .parse()
+        .unwrap_or_else(|e| {
+            eprintln!("bench_layers: {e}");
+            std::process::exit(2)
+        });
     let num = |i: usize, d: usize| args.get(i).map_or(d, |s| s.parse().expect("a number"));
     let (size, batch, rounds) = (num(2, 128), num(3, 16), num(4, 5));
     let fill = |n: usize, s: f32| (0..n).map(|i| (i as f32 * s).sin()).collect::<Vec<_>>();
@@ -131,7 +135,7 @@ fn main() {
         "step ms"
     );
     let mut total = [0.0f64; 3];
-    for (name, g, count) in layers(&arch, size, batch) {
+    for (name, g, count) in layers(arch, size, batch) {
         let (x, w, dy) = (
             fill(g.x_len(), 0.37),
             fill(g.w_len(), 0.11),
