@@ -19,7 +19,9 @@ use rayon::prelude::*;
 mod columns;
 mod schedule;
 
-use columns::{col2im_add, columns, columns_len, out_grads, out_grads_len, scatter, scatter_add};
+use columns::{
+    col2im_add, columns, columns_len, out_grads, out_grads_len, scatter, scatter_add, TapTable,
+};
 pub(crate) use schedule::{
     for_each_group, matmul, sum_over_groups, with_scratch, Group, Mat, Schedule, SendPtr,
 };
@@ -232,9 +234,14 @@ pub fn input_grad_into(g: &ConvGeom, dy: &[f32], w: &[f32], dx: &mut [f32], accu
             } else {
                 // Plane (image j, channel ci) takes channel ci's rows at image j's columns.
                 let (hw, kk) = (g.h * g.w, g.k * g.k);
+                let taps = TapTable::for_col2im(g);
                 let plane = |(i, d): (usize, &mut [f32])| {
                     let (j, ci) = (i / g.cin, i % g.cin);
-                    col2im_add(g, &col[ci * kk * n..(ci + 1) * kk * n], n, j * pix, d);
+                    let rows = &col[ci * kk * n..(ci + 1) * kk * n];
+                    match &taps {
+                        Some(t) => t.scatter_add(rows, n, j * pix, d),
+                        None => col2im_add(g, rows, n, j * pix, d),
+                    }
                 };
                 if sched.parallel_groups {
                     dxs.chunks_exact_mut(hw).enumerate().for_each(plane);
