@@ -152,7 +152,7 @@ pub fn forward_into(g: &ConvGeom, x: &[f32], w: &[f32], y: &mut [f32]) {
                 // stride pix, rows of y that belong to this group alone; wm [co, kd] and
                 // cols [kd, n] are live inputs.
                 let dst = unsafe { yp.get().add(grp.b0 * co * pix + grp.first_pixel(g)) };
-                unsafe { matmul(co, n, kd, dst, pix, false, wm, cols, sched.gemm_par()) };
+                unsafe { matmul(co, n, kd, dst, pix, false, wm, cols, sched.gemm_threads()) };
                 return;
             }
             // SAFETY: out holds [co, n]; wm [co, kd] and cols [kd, n] are live inputs.
@@ -166,7 +166,7 @@ pub fn forward_into(g: &ConvGeom, x: &[f32], w: &[f32], y: &mut [f32]) {
                     false,
                     wm,
                     cols,
-                    sched.gemm_par(),
+                    sched.gemm_threads(),
                 )
             };
             // SAFETY: y's images [b0, b1) belong to this group alone.
@@ -221,7 +221,7 @@ pub fn input_grad_into(g: &ConvGeom, dy: &[f32], w: &[f32], dx: &mut [f32], accu
             };
             // SAFETY: dst holds [kd, n]; wt [kd, co] and gm [co, n] are live inputs.
             let add = in_place && accumulate;
-            unsafe { matmul(kd, n, co, dst, n, add, wt, gm, sched.gemm_par()) };
+            unsafe { matmul(kd, n, co, dst, n, add, wt, gm, sched.gemm_threads()) };
             if in_place {
                 return;
             }
@@ -275,7 +275,7 @@ pub fn weight_grad(g: &ConvGeom, x: &[f32], dy: &[f32]) -> Vec<f32> {
                     true,
                     gm,
                     cols.t(),
-                    sched.gemm_par(),
+                    sched.gemm_threads(),
                 )
             };
         });

@@ -151,9 +151,11 @@ impl Stage for TrainStage {
     /// in another order than candle's autograd. 5: im2col's groups bounded by a column
     /// budget (`ConvGeom::group`, row blocks) sum the weight gradients over other groups.
     /// 6: `gemm`'s AVX-512 kernels (its `x86-v4` feature) sum in other blocks on CPUs
-    /// that have AVX-512.
+    /// that have AVX-512. 7: GEMMs on two threads split by us, not by `gemm`
+    /// (`conv_kernels::matmul`), and im2col instead of Winograd on 8x8 maps of 16 images
+    /// where the FMAs are 512 bits wide (`winograd::pays`).
     fn version(&self) -> u32 {
-        6
+        7
     }
 
     fn resumable(&self) -> bool {

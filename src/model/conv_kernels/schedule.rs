@@ -2,7 +2,6 @@
 //! per-thread scratch, strided matrix views, and the sum of per-worker weight gradients.
 //! Shared with [`super::super::winograd`].
 
-use gemm::Parallelism;
 use rayon::prelude::*;
 use std::cell::RefCell;
 
@@ -55,11 +54,12 @@ impl Schedule {
         }
     }
 
-    pub(crate) fn gemm_par(&self) -> Parallelism {
-        if self.parallel_groups || self.threads == 1 {
-            Parallelism::None
+    /// Threads each GEMM splits over: all of them when the groups run one after another.
+    pub(crate) fn gemm_threads(&self) -> usize {
+        if self.parallel_groups {
+            1
         } else {
-            Parallelism::Rayon(self.threads)
+            self.threads
         }
     }
 
@@ -119,7 +119,14 @@ pub(crate) struct Mat {
 unsafe impl Send for Mat {}
 unsafe impl Sync for Mat {}
 
-/// `dst [m, n]` (row stride `dst_rs`) `= (dst if accumulate) + a [m, k] x b [k, n]`.
+/// `dst [m, n]` (row stride `dst_rs`) `= (dst if accumulate) + a [m, k] x b [k, n]`, on
+/// `threads` threads.
+///
+/// Several threads split `dst` into blocks of rows or of columns (whichever it has more of),
+/// one single-threaded GEMM each, rather than hand `gemm` its own parallelism: on the GEMMs of
+/// ResNet's 2x2 to 8x8 maps, which run one group at a time, `gemm`'s two threads took
+/// 0.75-1.7x its one thread's time, the split 0.55-0.9x (alternating in one process;
+/// bench/README.md). Each element is summed as one thread would sum it.
 ///
 /// # Safety
 /// Every pointer must be valid for the extents its strides and `m`, `n`, `k` imply.
@@ -133,7 +140,60 @@ pub(crate) unsafe fn matmul(
     accumulate: bool,
     a: Mat,
     b: Mat,
-    par: Parallelism,
+    threads: usize,
+) {
+    let parts = threads.min(m.max(n) / SPLIT_MIN).max(1);
+    if parts == 1 {
+        return gemm1(m, n, k, dst, dst_rs, accumulate, a, b);
+    }
+    let dst = SendPtr(dst);
+    let by_rows = m >= n;
+    let len = if by_rows { m } else { n };
+    (0..parts).into_par_iter().for_each(|i| {
+        let (lo, hi) = (i * len / parts, (i + 1) * len / parts);
+        // SAFETY: block i of dst's rows (or columns) and the matching rows of a (or columns
+        // of b), within the caller's extents; blocks are disjoint.
+        unsafe {
+            if by_rows {
+                let a = Mat {
+                    ptr: a.ptr.offset(lo as isize * a.rs),
+                    ..a
+                };
+                gemm1(
+                    hi - lo,
+                    n,
+                    k,
+                    dst.get().add(lo * dst_rs),
+                    dst_rs,
+                    accumulate,
+                    a,
+                    b,
+                );
+            } else {
+                let b = Mat {
+                    ptr: b.ptr.offset(lo as isize * b.cs),
+                    ..b
+                };
+                gemm1(m, hi - lo, k, dst.get().add(lo), dst_rs, accumulate, a, b);
+            }
+        }
+    });
+}
+
+/// Rows or columns below which a block is not worth a thread of its own.
+const SPLIT_MIN: usize = 32;
+
+/// [`matmul`] on the calling thread.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm1(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    dst_rs: usize,
+    accumulate: bool,
+    a: Mat,
+    b: Mat,
 ) {
     gemm::gemm(
         m,
@@ -154,7 +214,7 @@ pub(crate) unsafe fn matmul(
         false,
         false,
         false,
-        par,
+        gemm::Parallelism::None,
     )
 }
 

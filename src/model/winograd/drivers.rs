@@ -8,7 +8,6 @@ use super::transforms::{Slot, Tiles};
 use crate::model::conv_kernels::{
     for_each_group, matmul, with_scratch, ConvGeom, Group, Mat, Schedule, SendPtr,
 };
-use gemm::Parallelism;
 use rayon::prelude::*;
 
 /// Tiles per group: wide enough for the GEMMs to run near full speed, small enough for a
@@ -178,7 +177,7 @@ pub(super) fn gemms(
                 accumulate,
                 shift(a),
                 shift(b),
-                Parallelism::None,
+                1,
             )
         }
     };
