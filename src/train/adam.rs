@@ -21,7 +21,7 @@
 use super::inplace::{cpu_f32_like, f32_mut, CHUNK};
 use crate::model::cpu_data::f32_slice;
 use candle_core::backprop::GradStore;
-use candle_core::{CpuStorage, DType, InplaceOp2, InplaceOp3, Layout, Result, Tensor, Var};
+use candle_core::{CpuStorage, DType, InplaceOp1, InplaceOp2, Layout, Result, Tensor, Var};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 
@@ -81,17 +81,12 @@ impl Adam {
             s.step += 1;
             let k = Coefficients::new(c, s.step);
             if fused_applies(p, grad, s) {
-                s.exp_avg
-                    .inplace_op3(grad, p, &MomentUpdate { k, square: false })?;
-                s.exp_avg_sq
-                    .inplace_op3(grad, p, &MomentUpdate { k, square: true })?;
-                p.inplace_op2(
-                    &s.exp_avg,
-                    &ParamUpdate {
-                        k,
-                        v: &s.exp_avg_sq,
-                    },
-                )?;
+                s.exp_avg.inplace_op1(&FirstMoment {
+                    k,
+                    p,
+                    grad,
+                    v: &s.exp_avg_sq,
+                })?;
                 continue;
             }
             let p = var.as_detached_tensor();
@@ -205,55 +200,80 @@ fn fused_applies(p: &Tensor, grad: &Tensor, s: &Moments) -> bool {
     cpu_f32_like(p, &[grad, &s.exp_avg, &s.exp_avg_sq])
 }
 
-/// `m = b1 m + (1 - b1) g` or `v = b2 v + (1 - b2) g^2`, in place; inputs `(grad, p)`, with
-/// `g = grad + l2 * p`.
-struct MomentUpdate {
+/// One pass over a parameter, its gradient and both moments, in place on all three:
+/// ```text
+/// g = grad + l2 * p
+/// m = b1 m + (1 - b1) g,   v = b2 v + (1 - b2) g^2
+/// p = shrink * p - step_size * m / (sqrt(v) / sqrt_bc2 + eps)
+/// ```
+/// candle's in-place ops write one tensor each, so each moment's op holds its storage and
+/// runs the next one nested inside it: [`FirstMoment`] on `m`, [`SecondMoment`] on `v`,
+/// [`AdamUpdate`] on `p`. A pass per tensor read twelve streams of floats where this reads
+/// seven; the same expressions in the same order, so the same floats.
+struct FirstMoment<'a> {
     k: Coefficients,
-    square: bool,
+    p: &'a Tensor,
+    grad: &'a Tensor,
+    v: &'a Tensor,
 }
 
-impl InplaceOp3 for MomentUpdate {
+impl InplaceOp1 for FirstMoment<'_> {
     fn name(&self) -> &'static str {
         "adam-moment"
     }
 
-    fn cpu_fwd(
-        &self,
-        ms: &mut CpuStorage,
-        ml: &Layout,
-        gs: &CpuStorage,
-        gl: &Layout,
-        ps: &CpuStorage,
-        pl: &Layout,
-    ) -> Result<()> {
-        let (g, p) = (f32_slice(gs, gl, "adam")?, f32_slice(ps, pl, "adam")?);
-        let (l2, square) = (self.k.l2, self.square);
-        // 1 - beta in f64 then rounded, as PyTorch passes it: 1 - 0.999f32 is off by 1.3e-5.
-        let beta = if square { BETA2 } else { BETA1 };
-        let (beta, rest) = (beta as f32, (1.0 - beta) as f32);
-        f32_mut(ms, ml, "adam")?
-            .par_chunks_mut(CHUNK)
-            .enumerate()
-            .for_each(|(k, m)| {
-                let o = k * CHUNK;
-                for ((m, &g), &p) in m.iter_mut().zip(&g[o..]).zip(&p[o..]) {
-                    let g = g + l2 * p;
-                    let u = if square { g * g } else { g };
-                    *m = beta * *m + rest * u;
-                }
-            });
-        Ok(())
+    fn cpu_fwd(&self, ms: &mut CpuStorage, ml: &Layout) -> Result<()> {
+        let m = f32_mut(ms, ml, "adam")?;
+        self.v.inplace_op1(&SecondMoment {
+            k: self.k,
+            p: self.p,
+            grad: self.grad,
+            m: m.as_mut_ptr(),
+            len: m.len(),
+        })
     }
 }
 
-/// `p = shrink * p - step_size * m / (sqrt(v) / sqrt_bc2 + eps)`, in place; input `m`, with
-/// `v` borrowed alongside (candle's in-place ops take at most two inputs besides the target).
-struct ParamUpdate<'a> {
+/// See [`FirstMoment`].
+struct SecondMoment<'a> {
     k: Coefficients,
-    v: &'a Tensor,
+    p: &'a Tensor,
+    grad: &'a Tensor,
+    /// `m`'s floats, write-locked by the enclosing [`FirstMoment`] while this runs.
+    m: *mut f32,
+    len: usize,
 }
 
-impl InplaceOp2 for ParamUpdate<'_> {
+impl InplaceOp1 for SecondMoment<'_> {
+    fn name(&self) -> &'static str {
+        "adam-moment"
+    }
+
+    fn cpu_fwd(&self, vs: &mut CpuStorage, vl: &Layout) -> Result<()> {
+        let v = f32_mut(vs, vl, "adam")?;
+        if v.len() != self.len {
+            candle_core::bail!("adam: the two moments differ in length")
+        }
+        let op = AdamUpdate {
+            k: self.k,
+            m: self.m,
+            v: v.as_mut_ptr(),
+            len: self.len,
+        };
+        self.p.inplace_op2(self.grad, &op)
+    }
+}
+
+/// See [`FirstMoment`]: in place on `p`; input `grad`.
+struct AdamUpdate {
+    k: Coefficients,
+    /// The moments' floats, write-locked by the enclosing ops while this runs.
+    m: *mut f32,
+    v: *mut f32,
+    len: usize,
+}
+
+impl InplaceOp2 for AdamUpdate {
     fn name(&self) -> &'static str {
         "adam-parameter"
     }
@@ -262,24 +282,39 @@ impl InplaceOp2 for ParamUpdate<'_> {
         &self,
         ps: &mut CpuStorage,
         pl: &Layout,
-        ms: &CpuStorage,
-        ml: &Layout,
+        gs: &CpuStorage,
+        gl: &Layout,
     ) -> Result<()> {
-        let m = f32_slice(ms, ml, "adam")?;
-        let (vs, vl) = self.v.storage_and_layout();
-        let candle_core::Storage::Cpu(vs) = &*vs else {
-            candle_core::bail!("adam: expected a CPU tensor")
+        let g = f32_slice(gs, gl, "adam")?;
+        let p = f32_mut(ps, pl, "adam")?;
+        if p.len() != self.len || g.len() != self.len {
+            candle_core::bail!("adam: parameter, gradient and moments differ in length")
+        }
+        // SAFETY: each moment's storage is write-locked by an enclosing op for this call, is
+        // `len` floats long, and belongs to a tensor of the optimiser's own (not `p`, not `g`,
+        // not the other moment).
+        let (m, v) = unsafe {
+            (
+                std::slice::from_raw_parts_mut(self.m, self.len),
+                std::slice::from_raw_parts_mut(self.v, self.len),
+            )
         };
-        let v = f32_slice(vs, vl, "adam")?;
         let k = self.k;
+        // 1 - beta in f64 then rounded, as PyTorch passes it: 1 - 0.999f32 is off by 1.3e-5.
+        let (b1, r1) = (BETA1 as f32, (1.0 - BETA1) as f32);
+        let (b2, r2) = (BETA2 as f32, (1.0 - BETA2) as f32);
         let (inv_bc2, eps) = ((1.0 / k.sqrt_bc2) as f32, EPS as f32);
-        f32_mut(ps, pl, "adam")?
-            .par_chunks_mut(CHUNK)
+        p.par_chunks_mut(CHUNK)
+            .zip(m.par_chunks_mut(CHUNK))
+            .zip(v.par_chunks_mut(CHUNK))
             .enumerate()
-            .for_each(|(c, p)| {
-                let o = c * CHUNK;
-                for ((p, &m), &v) in p.iter_mut().zip(&m[o..]).zip(&v[o..]) {
-                    *p = k.shrink * *p - k.step_size * m / (v.sqrt() * inv_bc2 + eps);
+            .for_each(|(c, ((p, m), v))| {
+                let g = &g[c * CHUNK..];
+                for (((p, m), v), &g) in p.iter_mut().zip(m).zip(v).zip(g) {
+                    let g = g + k.l2 * *p;
+                    *m = b1 * *m + r1 * g;
+                    *v = b2 * *v + r2 * (g * g);
+                    *p = k.shrink * *p - k.step_size * *m / (v.sqrt() * inv_bc2 + eps);
                 }
             });
         Ok(())
