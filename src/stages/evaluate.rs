@@ -100,8 +100,8 @@ impl Stage for EvaluateStage {
 
     /// 2: metrics.json gains bootstrap intervals and `selected_on`. 3: the forward pass's
     /// small maps use im2col instead of Winograd (`winograd::pays`), a change of rounding.
-    /// 4: so do 8x8 maps of 16 images on CPUs whose FMAs are 512 bits wide, and GEMMs on two
-    /// threads split by drpipe rather than by `gemm`.
+    /// 4: so do 8x8 maps of 16 images on CPUs whose FMAs are 512 bits wide; GEMMs on two
+    /// threads are split by drpipe rather than by `gemm`, and groups of images evened out.
     fn version(&self) -> u32 {
         4
     }

@@ -152,8 +152,9 @@ impl Stage for TrainStage {
     /// budget (`ConvGeom::group`, row blocks) sum the weight gradients over other groups.
     /// 6: `gemm`'s AVX-512 kernels (its `x86-v4` feature) sum in other blocks on CPUs
     /// that have AVX-512. 7: GEMMs on two threads split by us, not by `gemm`
-    /// (`conv_kernels::matmul`), and im2col instead of Winograd on 8x8 maps of 16 images
-    /// where the FMAs are 512 bits wide (`winograd::pays`).
+    /// (`conv_kernels::matmul`), im2col instead of Winograd on 8x8 maps of 16 images where
+    /// the FMAs are 512 bits wide (`winograd::pays`), and groups of images evened out
+    /// (`Schedule::new`), which sums weight gradients over other groups.
     fn version(&self) -> u32 {
         7
     }
