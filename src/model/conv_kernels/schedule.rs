@@ -134,7 +134,8 @@ unsafe impl Sync for Mat {}
 /// one single-threaded GEMM each, rather than hand `gemm` its own parallelism: on the GEMMs of
 /// ResNet's 2x2 to 8x8 maps, which run one group at a time, `gemm`'s two threads took
 /// 0.75-1.7x its one thread's time, the split 0.55-0.9x (alternating in one process;
-/// bench/README.md). Each element is summed as one thread would sum it.
+/// bench/README.md). A block's GEMM may cut its sums into other depth blocks than one GEMM
+/// over the whole would: a change of rounding, not of result.
 ///
 /// # Safety
 /// Every pointer must be valid for the extents its strides and `m`, `n`, `k` imply.
@@ -357,5 +358,37 @@ mod tests {
         }
         let s = Schedule::new(16, 5);
         assert_eq!((s.groups, s.group), (4, 4));
+    }
+
+    /// Split over threads by rows (tall products) and by columns (wide ones), strided views
+    /// and accumulation included, `matmul` equals the one-thread product to rounding.
+    #[test]
+    fn a_split_product_equals_the_one_thread_product() {
+        let fill = |n: usize, s: f32| (0..n).map(|i| (i as f32 * s).sin()).collect::<Vec<_>>();
+        for (m, n, k) in [(130, 40, 70), (40, 130, 70), (96, 96, 33)] {
+            let (a, b) = (fill(m * k, 0.37), fill(n * k, 0.11));
+            // a row-major [m, k]; b stored [n, k], read through its transpose as [k, n].
+            let (am, bm) = (
+                Mat::row_major(a.as_ptr(), k),
+                Mat::row_major(b.as_ptr(), k).t(),
+            );
+            let start = fill(m * n, 0.7);
+            let run = |threads: usize| {
+                let mut d = start.clone();
+                // SAFETY: d [m, n], a [m, k] and b^T [k, n] as allocated above.
+                unsafe { matmul(m, n, k, d.as_mut_ptr(), n, true, am, bm, threads) };
+                d
+            };
+            let (one, split) = (run(1), run(3));
+            let worst = one
+                .iter()
+                .zip(&split)
+                .fold(0f32, |w, (x, y)| w.max((x - y).abs()));
+            assert!(worst < 1e-4, "{m}x{n}x{k}: {worst}");
+            assert!(
+                one.iter().zip(&start).any(|(x, s)| x != s),
+                "nothing was added"
+            );
+        }
     }
 }
