@@ -57,6 +57,27 @@ pub fn weight_grad(g: &ConvGeom, x: &[f32], dy: &[f32]) -> Vec<f32> {
     }
 }
 
+/// Both gradients: the input gradient into `dx` (added onto it when `accumulate`) and the
+/// weight gradient returned, with the kernels [`conv2d`]'s backward would choose. Winograd
+/// makes them in one pass ([`winograd::backward_into`]); the floats are those of
+/// [`input_grad_into`] and [`weight_grad`] either way.
+pub fn backward_into(
+    g: &ConvGeom,
+    x: &[f32],
+    dy: &[f32],
+    w: &[f32],
+    dx: &mut [f32],
+    accumulate: bool,
+) -> Vec<f32> {
+    if use_winograd(g) {
+        winograd::backward_into(g, x, dy, w, dx, accumulate)
+    } else {
+        let dw = conv_kernels::weight_grad(g, x, dy);
+        conv_kernels::input_grad_into(g, dy, w, dx, accumulate);
+        dw
+    }
+}
+
 /// `x` `[B, Ci, H, W]`, `w` `[Co, Ci, k, k]`, dilation 1, groups 1.
 pub fn conv2d(x: &Tensor, w: &Tensor, padding: usize, stride: usize) -> Result<Tensor> {
     if !x.device().is_cpu() || x.dtype() != DType::F32 || w.dtype() != DType::F32 {

@@ -13,13 +13,15 @@
 //! into groups of images as in [`super::conv_kernels`]; each group's transformed tiles live
 //! in per-thread scratch.
 
-use super::conv_kernels::{sum_over_groups, with_scratch, ConvGeom, Mat, SendPtr};
+use super::conv_kernels::ConvGeom;
 
 mod drivers;
 pub mod f4;
+mod gradients;
 mod transforms;
 
-use drivers::{gemms, schedule, transform_group, Variant};
+use drivers::Variant;
+pub use gradients::{backward_into, weight_grad};
 use transforms::{Slot, Tiles, XI};
 
 /// Whether [`forward`], [`input_grad`] and [`weight_grad`] handle this convolution.
@@ -162,59 +164,6 @@ pub fn input_grad_into(g: &ConvGeom, dy: &[f32], w: &[f32], dx: &mut [f32], accu
     drivers::input_grad_with::<F2>(g, dy, w, dx, accumulate)
 }
 
-/// `dw` for upstream gradient `dy`, for a convolution [`applies`] accepts.
-pub fn weight_grad(g: &ConvGeom, x: &[f32], dy: &[f32]) -> Vec<f32> {
-    assert!(applies(g));
-    assert_eq!((x.len(), dy.len()), (g.x_len(), g.y_len()));
-    let t = Tiles::of(g.ho, g.wo);
-    let sched = schedule(g, t);
-    let (ci, co) = (g.cin, g.cout);
-    let inner = !sched.parallel_groups;
-    let du = sum_over_groups(&sched, g.batch, XI * co * ci, |grp, du| {
-        let n = grp.images() * t.per_image();
-        with_scratch(XI * ci * n, XI * co * n, |v, z| {
-            transform_group(
-                t,
-                grp,
-                ci,
-                g.h * g.w,
-                x,
-                v,
-                inner,
-                t.row_scratch(),
-                |p, v, s, buf| transforms::transform_input(p, g.w, t, v, s, buf),
-            );
-            transform_group(
-                t,
-                grp,
-                co,
-                g.pixels(),
-                dy,
-                z,
-                inner,
-                t.row_scratch(),
-                |p, z, s, buf| transforms::transform_out_grad(p, g.wo, t, z, s, buf),
-            );
-            let zm = Mat::row_major(z.as_ptr(), n);
-            // V[xi]ᵀ: [n, Ci] read from V[xi] [Ci, n].
-            let vt = Mat::row_major(v.as_ptr(), n).t();
-            gemms(
-                XI,
-                co,
-                ci,
-                n,
-                SendPtr(du.as_mut_ptr()),
-                co * ci,
-                true,
-                (zm, co * n),
-                (vt, ci * n),
-                inner,
-            );
-        });
-    });
-    transforms::inverse_weights(&du)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,6 +238,29 @@ mod tests {
                 &conv_kernels::weight_grad(g, &x, &dy),
             );
             assert!(d < 1e-5, "weight gradient {g:?}: {d}");
+        }
+    }
+
+    /// The one-pass backward gives the floats of the two separate calls, bit for bit, whether
+    /// it writes the input gradient or adds it onto what `dx` holds.
+    #[test]
+    fn one_pass_backward_equals_the_two_passes() {
+        for (i, g) in cases().iter().enumerate() {
+            let seed = 2000 * i as u64;
+            let x = randn(&[g.x_len()], seed);
+            let w = randn(&[g.w_len()], seed + 1);
+            let dy = randn(&[g.y_len()], seed + 2);
+            let skip = randn(&[g.x_len()], seed + 3);
+            for accumulate in [false, true] {
+                let mut dx_two = skip.clone();
+                input_grad_into(g, &dy, &w, &mut dx_two, accumulate);
+                let dw_two = weight_grad(g, &x, &dy);
+                let mut dx_one = skip.clone();
+                let dw_one = backward_into(g, &x, &dy, &w, &mut dx_one, accumulate);
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&dx_one), bits(&dx_two), "dx {g:?} {accumulate}");
+                assert_eq!(bits(&dw_one), bits(&dw_two), "dw {g:?} {accumulate}");
+            }
         }
     }
 

@@ -190,7 +190,8 @@ impl ConvBn {
         grads.put(&self.beta, dbeta)
     }
 
-    /// The convolution's weight gradient for input `x` and output gradient `dz`.
+    /// The convolution's weight gradient alone, for input `x` and output gradient `dz` (the
+    /// stem's: the images need no gradient).
     pub(super) fn weight_backward(&self, x: &[f32], dz: &[f32], grads: &mut Grads) -> Result<()> {
         let dw = timed(Pass::ConvWeightGrad, || {
             conv::weight_grad(&self.geom(), x, dz)
@@ -198,19 +199,24 @@ impl ConvBn {
         grads.put(&self.weight, dw)
     }
 
-    /// The convolution's input gradient into `dx`, added onto it when `accumulate`.
-    pub(super) fn input_backward(
+    /// Both of the convolution's gradients: the input gradient into `dx` (added onto it when
+    /// `accumulate`), the weight gradient to `grads`. Winograd's share their transform of
+    /// `dz` ([`conv::backward_into`]).
+    pub(super) fn backward(
         &self,
+        x: &[f32],
         dz: &[f32],
         dx: &mut [f32],
         accumulate: bool,
+        grads: &mut Grads,
     ) -> Result<()> {
         let g = self.geom();
-        timed(Pass::ConvInputGrad, || {
+        let dw = timed(Pass::ConvGrads, || {
             read(&self.weight, |w| {
-                conv::input_grad_into(&g, dz, w, dx, accumulate)
+                conv::backward_into(&g, x, dz, w, dx, accumulate)
             })
-        })
+        })?;
+        grads.put(&self.weight, dw)
     }
 }
 
@@ -290,14 +296,12 @@ impl Block {
             } else {
                 l.norm_backward(&t2[..n], true, &mut t1[..n], grads)?;
             }
-            let input = if i == 0 { x } else { &self.layers[i - 1].a[..] };
-            let input = &input[..l.geom().x_len()];
-            l.weight_backward(input, &t1[..n], grads)?;
             if i > 0 {
-                l.input_backward(&t1[..n], &mut t2[..input.len()], false)?;
+                let input = &self.layers[i - 1].a[..l.geom().x_len()];
+                l.backward(input, &t1[..n], &mut t2[..input.len()], false, grads)?;
             }
         }
-        // t1 holds the first layer's dz.
+        // t1 holds the first layer's dz; its gradients wait for the downsample's, below.
         let first = &self.layers[0];
         let dz0 = &t1[..first.bn_shape().len()];
         // Without a downsample, dout already holds the identity's gradient; with one, its
@@ -305,10 +309,9 @@ impl Block {
         if let Some(d) = &self.downsample {
             let n = d.bn_shape().len();
             d.norm_backward(&dout[..n], false, &mut t2[..n], grads)?;
-            d.weight_backward(x, &t2[..n], grads)?;
-            d.input_backward(&t2[..n], &mut dout[..x.len()], false)?;
+            d.backward(x, &t2[..n], &mut dout[..x.len()], false, grads)?;
         }
-        first.input_backward(dz0, &mut dout[..x.len()], true)
+        first.backward(x, dz0, &mut dout[..x.len()], true, grads)
     }
 }
 

@@ -9,8 +9,10 @@ use std::time::Instant;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pass {
     ConvForward,
-    ConvInputGrad,
+    /// The stem's, the one convolution without an input gradient.
     ConvWeightGrad,
+    /// Both gradients of every other convolution (Winograd's in one pass).
+    ConvGrads,
     /// Batch statistics and the running statistics' update.
     BnStats,
     /// The batch norm's affine map (with its ReLU), inside blocks and in the stem.
@@ -28,8 +30,8 @@ pub enum Pass {
 impl Pass {
     pub const ALL: [Pass; 10] = [
         Pass::ConvForward,
-        Pass::ConvInputGrad,
         Pass::ConvWeightGrad,
+        Pass::ConvGrads,
         Pass::BnStats,
         Pass::BnApply,
         Pass::BlockEnd,
@@ -42,8 +44,8 @@ impl Pass {
     pub fn name(self) -> &'static str {
         match self {
             Pass::ConvForward => "conv forward",
-            Pass::ConvInputGrad => "conv input gradient",
-            Pass::ConvWeightGrad => "conv weight gradient",
+            Pass::ConvWeightGrad => "conv weight gradient (stem)",
+            Pass::ConvGrads => "conv input + weight gradients",
             Pass::BnStats => "batch norm statistics",
             Pass::BnApply => "batch norm (+ReLU) forward",
             Pass::BlockEnd => "block end: bn + skip + ReLU",

@@ -1,0 +1,157 @@
+//! The gradients of F(2x2, 3x3): the weight gradient alone (the stem-side case where no input
+//! gradient is wanted) and both gradients in one pass over the batch's groups.
+
+use super::drivers::{gemms, inverse_group, schedule, transform_group};
+use super::transforms::{self, Tiles, XI};
+use super::{applies, ConvGeom};
+use crate::model::conv_kernels::{sum_over_groups, with_scratch, Mat, SendPtr};
+
+/// `dw` for upstream gradient `dy`, for a convolution [`applies`] accepts.
+pub fn weight_grad(g: &ConvGeom, x: &[f32], dy: &[f32]) -> Vec<f32> {
+    assert!(applies(g));
+    assert_eq!((x.len(), dy.len()), (g.x_len(), g.y_len()));
+    let t = Tiles::of(g.ho, g.wo);
+    let sched = schedule(g, t);
+    let (ci, co) = (g.cin, g.cout);
+    let inner = !sched.parallel_groups;
+    let du = sum_over_groups(&sched, g.batch, XI * co * ci, |grp, du| {
+        let n = grp.images() * t.per_image();
+        with_scratch(XI * ci * n, XI * co * n, |v, z| {
+            transform_group(
+                t,
+                grp,
+                ci,
+                g.h * g.w,
+                x,
+                v,
+                inner,
+                t.row_scratch(),
+                |p, v, s, buf| transforms::transform_input(p, g.w, t, v, s, buf),
+            );
+            transform_group(
+                t,
+                grp,
+                co,
+                g.pixels(),
+                dy,
+                z,
+                inner,
+                t.row_scratch(),
+                |p, z, s, buf| transforms::transform_out_grad(p, g.wo, t, z, s, buf),
+            );
+            let zm = Mat::row_major(z.as_ptr(), n);
+            // V[xi]ᵀ: [n, Ci] read from V[xi] [Ci, n].
+            let vt = Mat::row_major(v.as_ptr(), n).t();
+            gemms(
+                XI,
+                co,
+                ci,
+                n,
+                SendPtr(du.as_mut_ptr()),
+                co * ci,
+                true,
+                (zm, co * n),
+                (vt, ci * n),
+                inner,
+            );
+        });
+    });
+    transforms::inverse_weights(&du)
+}
+
+/// Both gradients for upstream gradient `dy`: the input gradient into `dx` (added onto it
+/// when `accumulate`, else written over it) and `dw` returned, for a convolution [`applies`]
+/// accepts. One pass over the groups: each group's `Z = A dy Aᵀ` is made once and feeds the
+/// input gradient's GEMMs and then the weight gradient's, where [`super::input_grad_into`]
+/// and [`weight_grad`] each transform `dy` themselves; `V` is made over `dV` once the input
+/// gradient has read it. The same GEMMs in the same order: the floats of both gradients are
+/// those of the two calls.
+pub fn backward_into(
+    g: &ConvGeom,
+    x: &[f32],
+    dy: &[f32],
+    w: &[f32],
+    dx: &mut [f32],
+    accumulate: bool,
+) -> Vec<f32> {
+    assert!(applies(g));
+    assert_eq!(
+        (x.len(), dy.len(), w.len(), dx.len()),
+        (g.x_len(), g.y_len(), g.w_len(), g.x_len())
+    );
+    let t = Tiles::of(g.ho, g.wo);
+    let sched = schedule(g, t);
+    let (ci, co) = (g.cin, g.cout);
+    let inner = !sched.parallel_groups;
+    let u = transforms::transform_weights(w);
+    let dxp = SendPtr(dx.as_mut_ptr());
+    // Each worker's groups are its own images: their planes of dx are written by it alone.
+    let du = sum_over_groups(&sched, g.batch, XI * co * ci, |grp, du| {
+        let n = grp.images() * t.per_image();
+        with_scratch(XI * co * n, XI * ci * n, |z, v| {
+            transform_group(
+                t,
+                grp,
+                co,
+                g.pixels(),
+                dy,
+                z,
+                inner,
+                t.row_scratch(),
+                |p, z, s, buf| transforms::transform_out_grad(p, g.wo, t, z, s, buf),
+            );
+            let zm = Mat::row_major(z.as_ptr(), n);
+            // dV[xi] = U[xi]ᵀ Z[xi], U[xi]ᵀ [Ci, Co] read from U[xi] [Co, Ci].
+            let ut = Mat::row_major(u.as_ptr(), ci).t();
+            gemms(
+                XI,
+                ci,
+                n,
+                co,
+                SendPtr(v.as_mut_ptr()),
+                ci * n,
+                false,
+                (ut, co * ci),
+                (zm, co * n),
+                inner,
+            );
+            inverse_group(
+                t,
+                grp,
+                ci,
+                g.h * g.w,
+                v,
+                dxp,
+                inner,
+                t.plane_scratch(),
+                |dv, s, out, buf| transforms::inverse_input(dv, s, t, out, g.w, buf, accumulate),
+            );
+            transform_group(
+                t,
+                grp,
+                ci,
+                g.h * g.w,
+                x,
+                v,
+                inner,
+                t.row_scratch(),
+                |p, v, s, buf| transforms::transform_input(p, g.w, t, v, s, buf),
+            );
+            // V[xi]ᵀ: [n, Ci] read from V[xi] [Ci, n].
+            let vt = Mat::row_major(v.as_ptr(), n).t();
+            gemms(
+                XI,
+                co,
+                ci,
+                n,
+                SendPtr(du.as_mut_ptr()),
+                co * ci,
+                true,
+                (zm, co * n),
+                (vt, ci * n),
+                inner,
+            );
+        });
+    });
+    transforms::inverse_weights(&du)
+}
