@@ -9,6 +9,10 @@ use super::cpu_data::f32_slice;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor, D};
 use rayon::prelude::*;
 
+mod rows;
+
+use rows::{pool_row, RowScratch};
+
 /// `x`: `[B, C, H, W]` -> `[B, C, Ho, Wo]` with `Ho = (H - 1) / 2 + 1` (PyTorch's size for
 /// kernel 3, stride 2, padding 1).
 pub fn max_pool_3x3_s2_p1(x: &Tensor) -> Result<Tensor> {
@@ -101,13 +105,14 @@ pub fn forward_into(x: &[f32], h: usize, w: usize, out: &mut [f32]) {
     assert_eq!(x.len() / (h * w) * ho * wo, out.len());
     out.par_chunks_mut((ho * wo).max(1))
         .zip(x.par_chunks(h * w))
-        .for_each(|(o, plane)| {
-            for i in 0..ho {
-                for j in 0..wo {
-                    o[i * wo + j] = plane[argmax_window(plane, h, w, i, j)];
+        .for_each_init(
+            || (RowScratch::default(), vec![0u32; wo]),
+            |(s, idx), (o, plane)| {
+                for (i, o) in o.chunks_exact_mut(wo).enumerate() {
+                    pool_row(plane, h, w, i, o, idx, s);
                 }
-            }
-        });
+            },
+        );
 }
 
 /// The input gradient `gx` (every value overwritten) for output gradient `g`: each output's
@@ -139,13 +144,10 @@ pub fn forward_indexed(x: &[f32], h: usize, w: usize, out: &mut [f32], idx: &mut
     out.par_chunks_mut(n)
         .zip(idx.par_chunks_mut(n))
         .zip(x.par_chunks(h * w))
-        .for_each(|((o, ix), plane)| {
-            for i in 0..ho {
-                for j in 0..wo {
-                    let at = argmax_window(plane, h, w, i, j);
-                    o[i * wo + j] = plane[at];
-                    ix[i * wo + j] = at as u32;
-                }
+        .for_each_init(RowScratch::default, |s, ((o, ix), plane)| {
+            let rows = o.chunks_exact_mut(wo).zip(ix.chunks_exact_mut(wo));
+            for (i, (o, ix)) in rows.enumerate() {
+                pool_row(plane, h, w, i, o, ix, s);
             }
         });
 }
@@ -299,6 +301,45 @@ mod tests {
             backward_into(&x, &g, h, w, &mut ga);
             backward_indexed(&g, &idx, h, w, &mut gb);
             assert_eq!(bits(&ga), bits(&gb), "{h}x{w}");
+        }
+    }
+
+    /// The row-at-a-time forward finds each window's first maximum where the per-window
+    /// search does: ties, a NaN and windows of -inf only, on odd and even sizes.
+    #[test]
+    fn row_pool_finds_the_searched_maximum() {
+        let sizes = [
+            (1, 1),
+            (1, 2),
+            (2, 1),
+            (3, 3),
+            (7, 9),
+            (8, 8),
+            (9, 4),
+            (33, 32),
+        ];
+        for (k, (h, w)) in sizes.into_iter().enumerate() {
+            let mut x = random(h * w, k as u64);
+            for v in x.iter_mut().step_by(2) {
+                *v = v.max(0.0);
+            }
+            // The top-left window all -inf (the first row, two columns of the second).
+            x[..w].fill(f32::NEG_INFINITY);
+            x[w..(2 * w).min(h * w)]
+                .iter_mut()
+                .take(2)
+                .for_each(|v| *v = f32::NEG_INFINITY);
+            x[(7 * k + 5) % (h * w)] = f32::NAN;
+            let (ho, wo) = out_size(h, w);
+            let (mut out, mut idx) = (vec![0f32; ho * wo], vec![0u32; ho * wo]);
+            forward_indexed(&x, h, w, &mut out, &mut idx);
+            for i in 0..ho {
+                for j in 0..wo {
+                    let want = argmax_window(&x, h, w, i, j);
+                    assert_eq!(idx[i * wo + j] as usize, want, "{h}x{w} window ({i}, {j})");
+                    assert_eq!(out[i * wo + j].to_bits(), x[want].to_bits());
+                }
+            }
         }
     }
 
