@@ -19,6 +19,7 @@ mod drivers;
 pub mod f4;
 mod gradients;
 mod transforms;
+mod weight_transforms;
 
 use drivers::Variant;
 pub use gradients::{backward_into, weight_grad};
@@ -81,7 +82,7 @@ impl Variant for F2 {
     }
 
     fn transform_weights(w: &[f32]) -> Vec<f32> {
-        transforms::transform_weights(w)
+        weight_transforms::transform_weights(w)
     }
 
     fn input_scratch(t: Tiles) -> usize {

@@ -3,6 +3,7 @@
 
 use super::drivers::{gemms, inverse_group, schedule, transform_group};
 use super::transforms::{self, Tiles, XI};
+use super::weight_transforms;
 use super::{applies, ConvGeom};
 use crate::model::conv_kernels::{sum_over_groups, with_scratch, Mat, SendPtr};
 
@@ -56,7 +57,7 @@ pub fn weight_grad(g: &ConvGeom, x: &[f32], dy: &[f32]) -> Vec<f32> {
             );
         });
     });
-    transforms::inverse_weights(&du)
+    weight_transforms::inverse_weights(&du)
 }
 
 /// Both gradients for upstream gradient `dy`: the input gradient into `dx` (added onto it
@@ -83,7 +84,7 @@ pub fn backward_into(
     let sched = schedule(g, t);
     let (ci, co) = (g.cin, g.cout);
     let inner = !sched.parallel_groups;
-    let u = transforms::transform_weights(w);
+    let ut = weight_transforms::transform_weights_t(w, ci);
     let dxp = SendPtr(dx.as_mut_ptr());
     // Each worker's groups are its own images: their planes of dx are written by it alone.
     let du = sum_over_groups(&sched, g.batch, XI * co * ci, |grp, du| {
@@ -101,8 +102,8 @@ pub fn backward_into(
                 |p, z, s, buf| transforms::transform_out_grad(p, g.wo, t, z, s, buf),
             );
             let zm = Mat::row_major(z.as_ptr(), n);
-            // dV[xi] = U[xi]ᵀ Z[xi], U[xi]ᵀ [Ci, Co] read from U[xi] [Co, Ci].
-            let ut = Mat::row_major(u.as_ptr(), ci).t();
+            // dV[xi] = U[xi]ᵀ Z[xi].
+            let utm = Mat::row_major(ut.as_ptr(), co);
             gemms(
                 XI,
                 ci,
@@ -111,7 +112,7 @@ pub fn backward_into(
                 SendPtr(v.as_mut_ptr()),
                 ci * n,
                 false,
-                (ut, co * ci),
+                (utm, co * ci),
                 (zm, co * n),
                 inner,
             );
@@ -153,5 +154,5 @@ pub fn backward_into(
             );
         });
     });
-    transforms::inverse_weights(&du)
+    weight_transforms::inverse_weights(&du)
 }
