@@ -154,9 +154,10 @@ impl Stage for TrainStage {
     /// that have AVX-512. 7: GEMMs on two threads split by us, not by `gemm`
     /// (`conv_kernels::matmul`), im2col instead of Winograd on 8x8 maps of 16 images where
     /// the FMAs are 512 bits wide (`winograd::pays`), and groups of images evened out
-    /// (`Schedule::new`), which sums weight gradients over other groups.
+    /// (`Schedule::new`), which sums weight gradients over other groups. 8: Winograd's
+    /// backward in smaller groups of tiles (`winograd::gradients`), the same.
     fn version(&self) -> u32 {
-        7
+        8
     }
 
     fn resumable(&self) -> bool {

@@ -65,10 +65,12 @@ pub(super) trait Variant {
 }
 
 pub(super) fn schedule(g: &ConvGeom, t: Tiles) -> Schedule {
-    Schedule::new(
-        g.batch,
-        (GROUP_TILES / t.per_image()).clamp(1, g.batch.max(1)),
-    )
+    schedule_tiles(g, t, GROUP_TILES)
+}
+
+/// Groups of about `tiles` tiles.
+pub(super) fn schedule_tiles(g: &ConvGeom, t: Tiles, tiles: usize) -> Schedule {
+    Schedule::new(g.batch, (tiles / t.per_image()).clamp(1, g.batch.max(1)))
 }
 
 /// Runs `f(i)` for `i` in `0..n`, on rayon's pool when `parallel`, each task with its own
