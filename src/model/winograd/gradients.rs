@@ -5,7 +5,7 @@ use super::drivers::{gemms, inverse_group, schedule_tiles, transform_group};
 use super::transforms::{self, Tiles, XI};
 use super::weight_transforms;
 use super::{applies, ConvGeom};
-use crate::model::conv_kernels::{sum_over_groups, with_scratch, Mat, SendPtr};
+use crate::model::conv_kernels::{sum_over_groups, with_scratch, Group, Mat, SendPtr};
 
 /// Tiles per group in the backward: a quarter of the forward's groups, so that a group's `Z`
 /// and `V` (16 x channels x tiles floats each) stay in a core's L2 between the transforms and
@@ -26,43 +26,9 @@ pub fn weight_grad(g: &ConvGeom, x: &[f32], dy: &[f32]) -> Vec<f32> {
     let du = sum_over_groups(&sched, g.batch, XI * co * ci, |grp, du| {
         let n = grp.images() * t.per_image();
         with_scratch(XI * ci * n, XI * co * n, |v, z| {
-            transform_group(
-                t,
-                grp,
-                ci,
-                g.h * g.w,
-                x,
-                v,
-                inner,
-                t.row_scratch(),
-                |p, v, s, buf| transforms::transform_input(p, g.w, t, v, s, buf),
-            );
-            transform_group(
-                t,
-                grp,
-                co,
-                g.pixels(),
-                dy,
-                z,
-                inner,
-                t.row_scratch(),
-                |p, z, s, buf| transforms::transform_out_grad(p, g.wo, t, z, s, buf),
-            );
-            let zm = Mat::row_major(z.as_ptr(), n);
-            // V[xi]ᵀ: [n, Ci] read from V[xi] [Ci, n].
-            let vt = Mat::row_major(v.as_ptr(), n).t();
-            gemms(
-                XI,
-                co,
-                ci,
-                n,
-                SendPtr(du.as_mut_ptr()),
-                co * ci,
-                true,
-                (zm, co * n),
-                (vt, ci * n),
-                inner,
-            );
+            transform_x(g, t, grp, x, v, inner);
+            transform_dy(g, t, grp, dy, z, inner);
+            add_weight_grad(g, n, z, v, du, inner);
         });
     });
     weight_transforms::inverse_weights(&du)
@@ -98,17 +64,7 @@ pub fn backward_into(
     let du = sum_over_groups(&sched, g.batch, XI * co * ci, |grp, du| {
         let n = grp.images() * t.per_image();
         with_scratch(XI * co * n, XI * ci * n, |z, v| {
-            transform_group(
-                t,
-                grp,
-                co,
-                g.pixels(),
-                dy,
-                z,
-                inner,
-                t.row_scratch(),
-                |p, z, s, buf| transforms::transform_out_grad(p, g.wo, t, z, s, buf),
-            );
+            transform_dy(g, t, grp, dy, z, inner);
             let zm = Mat::row_major(z.as_ptr(), n);
             // dV[xi] = U[xi]ᵀ Z[xi].
             let utm = Mat::row_major(ut.as_ptr(), co);
@@ -135,32 +91,59 @@ pub fn backward_into(
                 t.plane_scratch(),
                 |dv, s, out, buf| transforms::inverse_input(dv, s, t, out, g.w, buf, accumulate),
             );
-            transform_group(
-                t,
-                grp,
-                ci,
-                g.h * g.w,
-                x,
-                v,
-                inner,
-                t.row_scratch(),
-                |p, v, s, buf| transforms::transform_input(p, g.w, t, v, s, buf),
-            );
-            // V[xi]ᵀ: [n, Ci] read from V[xi] [Ci, n].
-            let vt = Mat::row_major(v.as_ptr(), n).t();
-            gemms(
-                XI,
-                co,
-                ci,
-                n,
-                SendPtr(du.as_mut_ptr()),
-                co * ci,
-                true,
-                (zm, co * n),
-                (vt, ci * n),
-                inner,
-            );
+            transform_x(g, t, grp, x, v, inner);
+            add_weight_grad(g, n, z, v, du, inner);
         });
     });
     weight_transforms::inverse_weights(&du)
+}
+
+/// `V = Bᵀ d B` of the group's images of `x` into `v` (`[16, Ci, n]`).
+fn transform_x(g: &ConvGeom, t: Tiles, grp: Group, x: &[f32], v: &mut [f32], inner: bool) {
+    transform_group(
+        t,
+        grp,
+        g.cin,
+        g.h * g.w,
+        x,
+        v,
+        inner,
+        t.row_scratch(),
+        |p, v, s, buf| transforms::transform_input(p, g.w, t, v, s, buf),
+    );
+}
+
+/// `Z = A dy Aᵀ` of the group's images of `dy` into `z` (`[16, Co, n]`).
+fn transform_dy(g: &ConvGeom, t: Tiles, grp: Group, dy: &[f32], z: &mut [f32], inner: bool) {
+    transform_group(
+        t,
+        grp,
+        g.cout,
+        g.pixels(),
+        dy,
+        z,
+        inner,
+        t.row_scratch(),
+        |p, z, s, buf| transforms::transform_out_grad(p, g.wo, t, z, s, buf),
+    );
+}
+
+/// `dU[xi] += Z[xi] V[xi]ᵀ` over the group's `n` tiles.
+fn add_weight_grad(g: &ConvGeom, n: usize, z: &[f32], v: &[f32], du: &mut [f32], inner: bool) {
+    let (ci, co) = (g.cin, g.cout);
+    let zm = Mat::row_major(z.as_ptr(), n);
+    // V[xi]ᵀ: [n, Ci] read from V[xi] [Ci, n].
+    let vt = Mat::row_major(v.as_ptr(), n).t();
+    gemms(
+        XI,
+        co,
+        ci,
+        n,
+        SendPtr(du.as_mut_ptr()),
+        co * ci,
+        true,
+        (zm, co * n),
+        (vt, ci * n),
+        inner,
+    );
 }
