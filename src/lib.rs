@@ -13,6 +13,7 @@ pub mod model;
 pub mod progress;
 pub mod report;
 pub mod rng;
+pub mod simd;
 pub mod train;
 
 pub use progress::Progress;

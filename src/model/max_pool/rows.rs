@@ -74,7 +74,7 @@ pub(super) fn pool_row(
 /// or a NaN over a number), it and its plane index `at + cols[j]` replace them.
 fn step(out: &mut [f32], idx: &mut [u32], cand: &[f32], cols: &[u32], at: u32) {
     #[cfg(target_arch = "x86_64")]
-    let done = if avx2() {
+    let done = if crate::simd::avx2() {
         // SAFETY: AVX2 is present; the slices have equal lengths (`wo`).
         unsafe { step_avx2(out, idx, cand, cols, at) }
     } else {
@@ -90,11 +90,6 @@ fn step(out: &mut [f32], idx: &mut [u32], cand: &[f32], cols: &[u32], at: u32) {
             *ix = at.wrapping_add(c);
         }
     }
-}
-
-#[cfg(target_arch = "x86_64")]
-fn avx2() -> bool {
-    is_x86_feature_detected!("avx2")
 }
 
 /// [`step`] eight windows at a time, up to the last multiple of 8; returns how far it got.

@@ -6,6 +6,9 @@
 //! step is a plain loop over `tx` that the compiler vectorises. (A first version transformed
 //! one tile at a time: the transforms took longer than the 16 GEMMs.)
 
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+
 /// Positions of a transformed tile.
 pub(super) const XI: usize = 16;
 
@@ -36,7 +39,11 @@ impl Tiles {
 
     /// Scratch floats of [`inverse_input`].
     pub(super) fn plane_scratch(self) -> usize {
-        2 * (2 * self.th + 2) * (self.tw + 1) + 16 * self.tw
+        let portable = 2 * (2 * self.th + 2) * (self.tw + 1) + 16 * self.tw;
+        #[cfg(target_arch = "x86_64")]
+        return portable.max(avx2::acc_scratch(self));
+        #[cfg(not(target_arch = "x86_64"))]
+        portable
     }
 }
 
@@ -137,6 +144,11 @@ pub(super) fn transform_input(
     slot: Slot,
     buf: &mut [f32],
 ) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::simd::avx2() {
+        // SAFETY: the CPU has AVX2; the caller's slot and plane as here.
+        return unsafe { avx2::transform_input(plane, w, t, v, slot) };
+    }
     let h = plane.len() / w;
     let n = t.tw + 1;
     let (e, o) = buf[..8 * n].split_at_mut(4 * n);
@@ -185,6 +197,11 @@ pub(super) fn transform_out_grad(
     slot: Slot,
     buf: &mut [f32],
 ) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::simd::avx2() {
+        // SAFETY: the CPU has AVX2; the caller's slot and plane as here.
+        return unsafe { avx2::transform_out_grad(plane, wo, t, z, slot) };
+    }
     let ho = plane.len() / wo;
     let tw = t.tw;
     let (rows, cols) = buf[..12 * tw].split_at_mut(4 * tw);
@@ -227,6 +244,11 @@ pub(super) fn inverse_output(
     wo: usize,
     buf: &mut [f32],
 ) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::simd::avx2() {
+        // SAFETY: the CPU has AVX2; the caller's slot and plane as here.
+        return unsafe { avx2::inverse_output(m, slot, t, plane, wo) };
+    }
     let ho = plane.len() / wo;
     let tw = t.tw;
     for ty in 0..t.th {
@@ -266,6 +288,11 @@ pub(super) fn inverse_input(
     buf: &mut [f32],
     accumulate: bool,
 ) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::simd::avx2() {
+        // SAFETY: the CPU has AVX2; the caller's slot and plane as here.
+        return unsafe { avx2::inverse_input(dv, slot, t, plane, w, buf, accumulate) };
+    }
     let h = plane.len() / w;
     let (tw, n) = (t.tw, t.tw + 1);
     let rows = 2 * t.th + 2;
