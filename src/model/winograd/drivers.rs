@@ -14,6 +14,15 @@ use rayon::prelude::*;
 /// group's transformed tiles to stay within a few MB.
 const GROUP_TILES: usize = 512;
 
+/// Floats between the matrices of consecutive positions `xi` in a group's `[XI, rows, n]`
+/// scratch: `rows * n` and one cache line more. `rows * n` floats are a multiple of 4 KB (64
+/// or more channels, tiles by the 16), so without the line every position's matrix starts
+/// in the same L1 set, and the transforms, which write or read all 16 positions of a tile
+/// at once, kept evicting their own lines (16 streams in a 12-way set).
+pub(super) fn run_stride(rows: usize, n: usize) -> usize {
+    rows * n + 16
+}
+
 /// A Winograd variant F(m x m, 3x3): its tiles and the transforms of one plane, each working
 /// on the plane's tiles at `Slot` of a group's `[XI, rows, n]` scratch.
 pub(super) trait Variant {
@@ -107,7 +116,7 @@ pub(super) fn transform_group(
         let b = grp.b0 + j;
         let plane = &src[(b * rows + r) * plane_len..(b * rows + r + 1) * plane_len];
         let slot = Slot {
-            xi_stride: rows * n,
+            xi_stride: run_stride(rows, n),
             base: r * n + j * t.per_image(),
         };
         f(plane, out.get(), slot, buf)
@@ -132,7 +141,7 @@ pub(super) fn inverse_group(
     for_each(grp.images() * rows, parallel, scratch, |i, buf| {
         let (j, r) = (i / rows, i % rows);
         let slot = Slot {
-            xi_stride: rows * n,
+            xi_stride: run_stride(rows, n),
             base: r * n + j * t.per_image(),
         };
         // SAFETY: plane (image b0 + j, row r) of dst belongs to this task alone.
@@ -207,7 +216,7 @@ pub(super) fn forward_with<V: Variant>(g: &ConvGeom, x: &[f32], w: &[f32], y: &m
     for_each_group(&sched, |i| {
         let grp = sched.group_at(i, g.batch);
         let n = grp.images() * t.per_image();
-        with_scratch(xi * ci * n, xi * co * n, |v, m| {
+        with_scratch(xi * run_stride(ci, n), xi * run_stride(co, n), |v, m| {
             transform_group(
                 t,
                 grp,
@@ -228,10 +237,10 @@ pub(super) fn forward_with<V: Variant>(g: &ConvGeom, x: &[f32], w: &[f32], y: &m
                 n,
                 ci,
                 mp,
-                co * n,
+                run_stride(co, n),
                 false,
                 (um, co * ci),
-                (vm, ci * n),
+                (vm, run_stride(ci, n)),
                 inner,
             );
             inverse_group(
@@ -272,7 +281,7 @@ pub(super) fn input_grad_with<V: Variant>(
     for_each_group(&sched, |i| {
         let grp = sched.group_at(i, g.batch);
         let n = grp.images() * t.per_image();
-        with_scratch(xi * co * n, xi * ci * n, |z, dv| {
+        with_scratch(xi * run_stride(co, n), xi * run_stride(ci, n), |z, dv| {
             transform_group(
                 t,
                 grp,
@@ -294,10 +303,10 @@ pub(super) fn input_grad_with<V: Variant>(
                 n,
                 co,
                 dvp,
-                ci * n,
+                run_stride(ci, n),
                 false,
                 (ut, co * ci),
-                (zm, co * n),
+                (zm, run_stride(co, n)),
                 inner,
             );
             inverse_group(

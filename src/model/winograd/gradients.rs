@@ -1,7 +1,7 @@
 //! The gradients of F(2x2, 3x3): the weight gradient alone (the stem-side case where no input
 //! gradient is wanted) and both gradients in one pass over the batch's groups.
 
-use super::drivers::{gemms, inverse_group, schedule_tiles, transform_group};
+use super::drivers::{gemms, inverse_group, run_stride, schedule_tiles, transform_group};
 use super::transforms::{self, Tiles, XI};
 use super::weight_transforms;
 use super::{applies, ConvGeom};
@@ -25,7 +25,7 @@ pub fn weight_grad(g: &ConvGeom, x: &[f32], dy: &[f32]) -> Vec<f32> {
     let inner = !sched.parallel_groups;
     let du = sum_over_groups(&sched, g.batch, XI * co * ci, |grp, du| {
         let n = grp.images() * t.per_image();
-        with_scratch(XI * ci * n, XI * co * n, |v, z| {
+        with_scratch(XI * run_stride(ci, n), XI * run_stride(co, n), |v, z| {
             transform_x(g, t, grp, x, v, inner);
             transform_dy(g, t, grp, dy, z, inner);
             add_weight_grad(g, n, z, v, du, inner);
@@ -63,7 +63,7 @@ pub fn backward_into(
     // Each worker's groups are its own images: their planes of dx are written by it alone.
     let du = sum_over_groups(&sched, g.batch, XI * co * ci, |grp, du| {
         let n = grp.images() * t.per_image();
-        with_scratch(XI * co * n, XI * ci * n, |z, v| {
+        with_scratch(XI * run_stride(co, n), XI * run_stride(ci, n), |z, v| {
             transform_dy(g, t, grp, dy, z, inner);
             let zm = Mat::row_major(z.as_ptr(), n);
             // dV[xi] = U[xi]ᵀ Z[xi].
@@ -74,10 +74,10 @@ pub fn backward_into(
                 n,
                 co,
                 SendPtr(v.as_mut_ptr()),
-                ci * n,
+                run_stride(ci, n),
                 false,
                 (utm, co * ci),
-                (zm, co * n),
+                (zm, run_stride(co, n)),
                 inner,
             );
             inverse_group(
@@ -142,8 +142,8 @@ fn add_weight_grad(g: &ConvGeom, n: usize, z: &[f32], v: &[f32], du: &mut [f32],
         SendPtr(du.as_mut_ptr()),
         co * ci,
         true,
-        (zm, co * n),
-        (vt, ci * n),
+        (zm, run_stride(co, n)),
+        (vt, run_stride(ci, n)),
         inner,
     );
 }
