@@ -265,6 +265,33 @@ mod tests {
         }
     }
 
+    /// The forward's floats do not depend on the size of its groups (each output's GEMM
+    /// sums its whole depth in one block), so moving `GROUP_TILES` between 128 and 512 is
+    /// not a change of results: the same bits on ResNet's channel counts up to 512 and the
+    /// random cases. (Not down to one tile a group: `gemm` takes a matrix-vector path for a
+    /// single column, which rounds otherwise.)
+    #[test]
+    fn forward_floats_do_not_depend_on_the_groups() {
+        let mut shapes = cases();
+        for (ci, side) in [(64, 16), (128, 8), (256, 8), (512, 4)] {
+            shapes.push(ConvGeom::new([6, ci, side, side], [16, ci, 3, 3], 1, 1).unwrap());
+        }
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        for (i, g) in shapes.iter().enumerate() {
+            let seed = 3000 * i as u64;
+            let x = randn(&[g.x_len()], seed);
+            let w = randn(&[g.w_len()], seed + 1);
+            let run = |tiles| {
+                let mut y = vec![0f32; g.y_len()];
+                drivers::forward_tiles::<F2>(g, &x, &w, &mut y, tiles);
+                bits(&y)
+            };
+            let production = run(drivers::GROUP_TILES);
+            assert_eq!(run(256), production, "{g:?}");
+            assert_eq!(run(512), production, "{g:?}");
+        }
+    }
+
     #[test]
     fn applies_only_to_3x3_stride_1_padding_1() {
         let geom = |k, s, p| ConvGeom::new([2, 3, 8, 8], [4, 3, k, k], s, p).unwrap();

@@ -10,9 +10,16 @@ use crate::model::conv_kernels::{
 };
 use rayon::prelude::*;
 
-/// Tiles per group: wide enough for the GEMMs to run near full speed, small enough for a
-/// group's transformed tiles to stay within a few MB.
-const GROUP_TILES: usize = 512;
+/// Tiles per group, in every pass: wide enough for the GEMMs to run near full speed, small
+/// enough for a group's transformed tiles (`V`, and `M` or `Z`: 16 x channels x tiles floats
+/// each) to stay in a core's L2 between the transforms and the GEMMs. Against 512 tiles, in
+/// one process, batch 16 (`bench_conv`): the backward took 0.87-0.92x the time on the 64 and
+/// 128 px maps; the forward ran level until the positions' matrices stopped sharing cache
+/// sets ([`run_stride`]), then 0.87-0.95x on 8x8 to 16x16 maps, level from 28x28 (where a
+/// group is one image either way). The forward's and the input gradient's floats do not
+/// depend on it (each output's GEMM sums its whole depth, at most 512, in one block; tested
+/// below); the weight gradient's sum is split by groups, so its rounding does.
+pub(super) const GROUP_TILES: usize = 128;
 
 /// Floats between the matrices of consecutive positions `xi` in a group's `[XI, rows, n]`
 /// scratch: `rows * n` and one cache line more. `rows * n` floats are a multiple of 4 KB (64
@@ -201,13 +208,24 @@ pub(super) fn gemms(
 
 /// `y = conv(x, w)` into `y` with variant `V`, for a convolution [`super::applies`] accepts.
 pub(super) fn forward_with<V: Variant>(g: &ConvGeom, x: &[f32], w: &[f32], y: &mut [f32]) {
+    forward_tiles::<V>(g, x, w, y, GROUP_TILES)
+}
+
+/// [`forward_with`] in groups of about `tiles` tiles.
+pub(super) fn forward_tiles<V: Variant>(
+    g: &ConvGeom,
+    x: &[f32],
+    w: &[f32],
+    y: &mut [f32],
+    tiles: usize,
+) {
     assert!(super::applies(g));
     assert_eq!(
         (x.len(), w.len(), y.len()),
         (g.x_len(), g.w_len(), g.y_len())
     );
     let t = V::tiles(g.ho, g.wo);
-    let sched = schedule(g, t);
+    let sched = schedule_tiles(g, t, tiles);
     let (ci, co, xi) = (g.cin, g.cout, V::XI);
     let u = V::transform_weights(w);
     let yp = SendPtr(y.as_mut_ptr());

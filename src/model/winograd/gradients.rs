@@ -1,26 +1,18 @@
 //! The gradients of F(2x2, 3x3): the weight gradient alone (the stem-side case where no input
 //! gradient is wanted) and both gradients in one pass over the batch's groups.
 
-use super::drivers::{gemms, inverse_group, run_stride, schedule_tiles, transform_group};
+use super::drivers::{gemms, inverse_group, run_stride, schedule, transform_group};
 use super::transforms::{self, Tiles, XI};
 use super::weight_transforms;
 use super::{applies, ConvGeom};
 use crate::model::conv_kernels::{sum_over_groups, with_scratch, Group, Mat, SendPtr};
-
-/// Tiles per group in the backward: a quarter of the forward's groups, so that a group's `Z`
-/// and `V` (16 x channels x tiles floats each) stay in a core's L2 between the transforms and
-/// the GEMMs. One pass, batch 16, in one process against 512 tiles: 0.87-0.92x the time on
-/// the 64 and 128 px maps (64 channels at 32x32 and 16x16, 128 at 16x16), level at 224 px
-/// (one image a group either way). Groups change how the weight gradient's sum is split,
-/// so its rounding.
-const BACKWARD_TILES: usize = 128;
 
 /// `dw` for upstream gradient `dy`, for a convolution [`applies`] accepts.
 pub fn weight_grad(g: &ConvGeom, x: &[f32], dy: &[f32]) -> Vec<f32> {
     assert!(applies(g));
     assert_eq!((x.len(), dy.len()), (g.x_len(), g.y_len()));
     let t = Tiles::of(g.ho, g.wo);
-    let sched = schedule_tiles(g, t, BACKWARD_TILES);
+    let sched = schedule(g, t);
     let (ci, co) = (g.cin, g.cout);
     let inner = !sched.parallel_groups;
     let du = sum_over_groups(&sched, g.batch, XI * co * ci, |grp, du| {
@@ -55,7 +47,7 @@ pub fn backward_into(
         (g.x_len(), g.y_len(), g.w_len(), g.x_len())
     );
     let t = Tiles::of(g.ho, g.wo);
-    let sched = schedule_tiles(g, t, BACKWARD_TILES);
+    let sched = schedule(g, t);
     let (ci, co) = (g.cin, g.cout);
     let inner = !sched.parallel_groups;
     let ut = weight_transforms::transform_weights_t(w, ci);
