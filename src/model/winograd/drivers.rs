@@ -16,9 +16,10 @@ use rayon::prelude::*;
 /// one process, batch 16 (`bench_conv`): the backward took 0.87-0.92x the time on the 64 and
 /// 128 px maps; the forward ran level until the positions' matrices stopped sharing cache
 /// sets ([`run_stride`]), then 0.87-0.97x on the 8x8 to 32x32 maps of 128 px and the 14x14
-/// of 224 px, level at 28x28 and 56x56 (where a group is one image either way). The forward's and the input gradient's floats do not
-/// depend on it (each output's GEMM sums its whole depth, at most 512, in one block; tested
-/// below); the weight gradient's sum is split by groups, so its rounding does.
+/// of 224 px, level at 28x28 and 56x56 (where a group is one image either way). The
+/// forward's and the input gradient's floats do not depend on it (each output's GEMM sums
+/// its whole depth, at most 512, in one block; tested in `winograd.rs`); the weight
+/// gradient's sum is split by groups, so its rounding does.
 pub(super) const GROUP_TILES: usize = 128;
 
 /// Floats between the matrices of consecutive positions `xi` in a group's `[XI, rows, n]`

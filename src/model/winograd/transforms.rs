@@ -56,6 +56,14 @@ pub(super) struct Slot {
     pub(super) base: usize,
 }
 
+impl Slot {
+    /// Index of run `xi` of tile row `ty`: position `xi` of the row's first tile.
+    #[inline(always)]
+    pub(super) fn run(self, t: Tiles, ty: usize, xi: usize) -> usize {
+        xi * self.xi_stride + self.base + ty * t.tw
+    }
+}
+
 /// The 16 runs of tile row `ty`: `runs[xi][tx]` is position `xi` of tile `(ty, tx)`.
 ///
 /// # Safety
@@ -63,7 +71,7 @@ pub(super) struct Slot {
 /// (runs of different `xi` do not overlap), and nothing else may use them meanwhile.
 unsafe fn runs_mut<'a>(p: *mut f32, s: Slot, t: Tiles, ty: usize) -> [&'a mut [f32]; XI] {
     std::array::from_fn(|xi| unsafe {
-        std::slice::from_raw_parts_mut(p.add(xi * s.xi_stride + s.base + ty * t.tw), t.tw)
+        std::slice::from_raw_parts_mut(p.add(s.run(t, ty, xi)), t.tw)
     })
 }
 
@@ -72,9 +80,7 @@ unsafe fn runs_mut<'a>(p: *mut f32, s: Slot, t: Tiles, ty: usize) -> [&'a mut [f
 /// # Safety
 /// As [`runs_mut`], but only reads.
 unsafe fn runs<'a>(p: *const f32, s: Slot, t: Tiles, ty: usize) -> [&'a [f32]; XI] {
-    std::array::from_fn(|xi| unsafe {
-        std::slice::from_raw_parts(p.add(xi * s.xi_stride + s.base + ty * t.tw), t.tw)
-    })
+    std::array::from_fn(|xi| unsafe { std::slice::from_raw_parts(p.add(s.run(t, ty, xi)), t.tw) })
 }
 
 /// `dst[k] = f(a[k], b[k])`.

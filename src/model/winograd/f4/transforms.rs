@@ -154,7 +154,7 @@ pub(super) unsafe fn runs_mut<'a>(
     ty: usize,
 ) -> [&'a mut [f32]; XI] {
     std::array::from_fn(|xi| unsafe {
-        std::slice::from_raw_parts_mut(p.add(xi * s.xi_stride + s.base + ty * t.tw), t.tw)
+        std::slice::from_raw_parts_mut(p.add(s.run(t, ty, xi)), t.tw)
     })
 }
 
@@ -163,9 +163,7 @@ pub(super) unsafe fn runs_mut<'a>(
 /// # Safety
 /// As [`runs_mut`], but only reads.
 pub(super) unsafe fn runs<'a>(p: *const f32, s: Slot, t: Tiles, ty: usize) -> [&'a [f32]; XI] {
-    std::array::from_fn(|xi| unsafe {
-        std::slice::from_raw_parts(p.add(xi * s.xi_stride + s.base + ty * t.tw), t.tw)
-    })
+    std::array::from_fn(|xi| unsafe { std::slice::from_raw_parts(p.add(s.run(t, ty, xi)), t.tw) })
 }
 
 /// Scratch floats of [`transform_input`]: a tile row's six padded rows split in phases,

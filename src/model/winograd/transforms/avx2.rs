@@ -100,12 +100,6 @@ fn neg(a: __m256) -> __m256 {
     _mm256_xor_ps(a, _mm256_set1_ps(-0.0))
 }
 
-/// Run `xi` of tile row `ty`: position `xi` of its tiles, one float per tile.
-#[inline(always)]
-fn run(p: *mut f32, s: Slot, t: Tiles, ty: usize, xi: usize) -> *mut f32 {
-    p.wrapping_add(xi * s.xi_stride + s.base + ty * t.tw)
-}
-
 /// [`super::transform_input`]: `V = Bᵀ d B` for every tile of one `[h, w]` plane.
 ///
 /// # Safety
@@ -149,7 +143,7 @@ pub(super) unsafe fn transform_input(plane: &[f32], w: usize, t: Tiles, v: *mut 
             // B along the rows: (c0 - c2, c1 + c2, c2 - c1, c1 - c3).
             let (lo, len) = (tx0 as isize, t.tw);
             for (i, &[c0, c1, c2, c3]) in x.iter().enumerate() {
-                let out = |j: usize| run(v, s, t, ty, 4 * i + j);
+                let out = |j: usize| v.wrapping_add(s.run(t, ty, 4 * i + j));
                 // SAFETY: the runs of tile row ty hold t.tw floats each (the caller's slot).
                 unsafe {
                     store(out(0), lo, len, sub(c0, c2));
@@ -190,7 +184,7 @@ pub(super) unsafe fn transform_out_grad(plane: &[f32], wo: usize, t: Tiles, z: *
             // A along the rows: (e, e + o, e - o, -o).
             let (lo, len) = (tx0 as isize, t.tw);
             for (i, (&e, &o)) in ve.iter().zip(&vo).enumerate() {
-                let out = |j: usize| run(z, s, t, ty, 4 * i + j);
+                let out = |j: usize| z.wrapping_add(s.run(t, ty, 4 * i + j));
                 // SAFETY: as in transform_input.
                 unsafe {
                     store(out(0), lo, len, e);
@@ -216,14 +210,13 @@ pub(super) unsafe fn inverse_output(
     wo: usize,
 ) {
     let ho = plane.len() / wo;
-    let m = m as *mut f32;
     for ty in 0..t.th {
         for tx0 in (0..t.tw).step_by(8) {
             let (lo, len) = (tx0 as isize, t.tw);
             // SAFETY: the runs of tile row ty hold t.tw floats each (the caller's slot).
             let mut mr = [_mm256_setzero_ps(); 16];
             for (xi, v) in mr.iter_mut().enumerate() {
-                *v = unsafe { load(run(m, s, t, ty, xi), lo, len) };
+                *v = unsafe { load(m.add(s.run(t, ty, xi)), lo, len) };
             }
             // Aᵀ down the columns: s0 = m0 + m1 + m2, s1 = m1 - m2 - m3, per column j.
             let (mut s0, mut s1) = ([_mm256_setzero_ps(); 4], [_mm256_setzero_ps(); 4]);
@@ -275,7 +268,6 @@ pub(super) unsafe fn inverse_input(
     let acc = &mut acc[..acc_scratch(t)];
     acc.fill(0.0);
     let base = acc.as_mut_ptr();
-    let dv = dv as *mut f32;
     // Lane l of the result: lane l - 1 of `cur`, lane 0 from lane 7 of `prev`.
     let from_left = |cur: __m256, prev: __m256| {
         let rot = _mm256_setr_epi32(7, 0, 1, 2, 3, 4, 5, 6);
@@ -293,7 +285,7 @@ pub(super) unsafe fn inverse_input(
             // SAFETY: as in inverse_output.
             let mut d = [_mm256_setzero_ps(); 16];
             for (xi, v) in d.iter_mut().enumerate() {
-                *v = unsafe { load(run(dv, s, t, ty, xi), lo, len) };
+                *v = unsafe { load(dv.add(s.run(t, ty, xi)), lo, len) };
             }
             // B along the rows: (d0, d1 - d2 + d3, d1 + d2 - d0, -d3), per tile row i.
             let mut hb = [[_mm256_setzero_ps(); 4]; 4];
@@ -444,18 +436,25 @@ mod tests {
         assert_eq!(bits(&fast), bits(&base));
     }
 
-    #[test]
-    fn forward_transforms_give_the_portable_bits() {
-        let mut rng = 500;
+    /// Runs `f(h, w, tiles, slot, plane, sentinel)` for each of [`SIDES`]: a random plane
+    /// and random data around its slot (the other planes' runs), seeded from `seed`.
+    fn for_each_plane(mut seed: u64, f: impl Fn(usize, usize, Tiles, Slot, &[f32], &[f32])) {
         for (h, w) in SIDES {
             let t = Tiles::of(h, w);
             let (slot, len) = slot_of(t);
-            let plane = data(h * w, &mut rng);
-            let sentinel = data(len, &mut rng);
+            let plane = data(h * w, &mut seed);
+            let sentinel = data(len, &mut seed);
+            f(h, w, t, slot, &plane, &sentinel);
+        }
+    }
+
+    #[test]
+    fn forward_transforms_give_the_portable_bits() {
+        for_each_plane(500, |h, w, t, slot, plane, sentinel| {
             same_bits(|| {
-                let mut v = sentinel.clone();
+                let mut v = sentinel.to_vec();
                 let mut buf = vec![0f32; t.row_scratch()];
-                portable::transform_input(&plane, w, t, v.as_mut_ptr(), slot, &mut buf);
+                portable::transform_input(plane, w, t, v.as_mut_ptr(), slot, &mut buf);
                 v
             });
             same_bits(|| {
@@ -464,26 +463,21 @@ mod tests {
                 portable::inverse_output(sentinel.as_ptr(), slot, t, &mut out, w, &mut buf);
                 out
             });
-        }
+        });
     }
 
     #[test]
     fn gradient_transforms_give_the_portable_bits() {
-        let mut rng = 600;
-        for (h, w) in SIDES {
-            let t = Tiles::of(h, w);
-            let (slot, len) = slot_of(t);
-            let plane = data(h * w, &mut rng);
-            let sentinel = data(len, &mut rng);
+        for_each_plane(600, |_, w, t, slot, plane, sentinel| {
             same_bits(|| {
-                let mut z = sentinel.clone();
+                let mut z = sentinel.to_vec();
                 let mut buf = vec![0f32; t.row_scratch()];
-                portable::transform_out_grad(&plane, w, t, z.as_mut_ptr(), slot, &mut buf);
+                portable::transform_out_grad(plane, w, t, z.as_mut_ptr(), slot, &mut buf);
                 z
             });
             for accumulate in [false, true] {
                 same_bits(|| {
-                    let mut out = plane.clone();
+                    let mut out = plane.to_vec();
                     let mut buf = vec![f32::NAN; t.plane_scratch()];
                     portable::inverse_input(
                         sentinel.as_ptr(),
@@ -497,6 +491,6 @@ mod tests {
                     out
                 });
             }
-        }
+        });
     }
 }
