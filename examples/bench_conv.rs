@@ -1,7 +1,8 @@
 //! Times each convolution pass (forward, input gradient, weight gradient) of ResNet-18's
 //! 3x3 stride-1 shapes at one input size with each kernel: im2col, Winograd F(2x2, 3x3) and,
 //! for the forward and the input gradient, F(4x4, 3x3). Kernels alternate within each round;
-//! medians over rounds. `cargo run --release --example bench_conv -- [size] [batch] [rounds]`.
+//! medians over rounds. `cargo run --release --example bench_conv -- [size] [batch] [rounds]
+//! [channels]`: the last keeps only the shape with that many channels (for `perf`).
 
 use drpipe::model::conv_kernels::{self, ConvGeom};
 use drpipe::model::winograd::{self, f4};
@@ -37,14 +38,17 @@ fn main() {
             .nth(i)
             .map_or(d, |s| s.parse().expect("a number"))
     };
-    let (size, batch, rounds) = (arg(1, 128), arg(2, 16), arg(3, 5));
+    let (size, batch, rounds, only) = (arg(1, 128), arg(2, 16), arg(3, 5), arg(4, 0));
     println!("shape                 pass   im2col ms   F(2x2) ms   F(4x4) ms  im2col/F2  F2/F4");
     for (c, side) in [
         (64, size / 4),
         (128, size / 8),
         (256, size / 16),
         (512, size / 32),
-    ] {
+    ]
+    .into_iter()
+    .filter(|&(c, _)| only == 0 || c == only)
+    {
         let g = ConvGeom::new([batch, c, side, side], [c, c, 3, 3], 1, 1).unwrap();
         let fill = |n: usize, s: f32| (0..n).map(|i| (i as f32 * s).sin()).collect::<Vec<_>>();
         let (x, w, dy) = (

@@ -17,13 +17,16 @@
 use rayon::prelude::*;
 
 mod columns;
+mod pool;
 mod schedule;
 
 use columns::{
     col2im_add, columns, columns_len, out_grads, out_grads_len, scatter, scatter_add, TapTable,
 };
+pub(crate) use pool::Pooled;
 pub(crate) use schedule::{
-    for_each_group, matmul, sum_over_groups, with_scratch, Group, Mat, Schedule, SendPtr,
+    for_each_group, matmul, sum_over_groups, sum_over_groups_in, with_scratch, Group, Mat,
+    Schedule, SendPtr,
 };
 
 /// The shape of one convolution (dilation 1, one group).

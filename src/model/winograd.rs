@@ -13,7 +13,7 @@
 //! into groups of images as in [`super::conv_kernels`]; each group's transformed tiles live
 //! in per-thread scratch.
 
-use super::conv_kernels::ConvGeom;
+use super::conv_kernels::{ConvGeom, Pooled};
 
 mod drivers;
 pub mod f4;
@@ -81,7 +81,7 @@ impl Variant for F2 {
         Tiles::of(h, w)
     }
 
-    fn transform_weights(w: &[f32]) -> Vec<f32> {
+    fn transform_weights(w: &[f32]) -> Pooled {
         weight_transforms::transform_weights(w)
     }
 

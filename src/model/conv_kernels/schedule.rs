@@ -4,6 +4,7 @@
 
 use rayon::prelude::*;
 use std::cell::RefCell;
+use std::ops::DerefMut;
 
 use super::ConvGeom;
 
@@ -311,16 +312,27 @@ pub(crate) fn sum_over_groups(
     len: usize,
     f: impl Fn(Group, &mut [f32]) + Sync,
 ) -> Vec<f32> {
+    sum_over_groups_in(sched, batch, len, |n| vec![0f32; n], f)
+}
+
+/// [`sum_over_groups`] in buffers made by `zeros` (`n` zeros each).
+pub(crate) fn sum_over_groups_in<B: DerefMut<Target = [f32]> + Send>(
+    sched: &Schedule,
+    batch: usize,
+    len: usize,
+    zeros: impl Fn(usize) -> B + Sync,
+    f: impl Fn(Group, &mut [f32]) + Sync,
+) -> B {
     let workers = if sched.parallel_groups {
         sched.threads.min(sched.groups)
     } else {
         1
     };
     let per = sched.groups.div_ceil(workers);
-    let partials: Vec<Vec<f32>> = (0..workers)
+    let partials: Vec<B> = (0..workers)
         .into_par_iter()
         .map(|t| {
-            let mut acc = vec![0f32; len];
+            let mut acc = zeros(len);
             for i in t * per..((t + 1) * per).min(sched.groups) {
                 f(sched.group_at(i, batch), &mut acc);
             }
@@ -328,9 +340,9 @@ pub(crate) fn sum_over_groups(
         })
         .collect();
     let mut it = partials.into_iter();
-    let mut sum = it.next().unwrap_or_else(|| vec![0f32; len]);
+    let mut sum = it.next().unwrap_or_else(|| zeros(len));
     for p in it {
-        for (a, b) in sum.iter_mut().zip(&p) {
+        for (a, b) in sum.iter_mut().zip(p.iter()) {
             *a += b;
         }
     }

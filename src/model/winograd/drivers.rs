@@ -6,7 +6,7 @@
 
 use super::transforms::{Slot, Tiles};
 use crate::model::conv_kernels::{
-    for_each_group, matmul, with_scratch, ConvGeom, Group, Mat, Schedule, SendPtr,
+    for_each_group, matmul, with_scratch, ConvGeom, Group, Mat, Pooled, Schedule, SendPtr,
 };
 use rayon::prelude::*;
 
@@ -39,7 +39,7 @@ pub(super) trait Variant {
     /// Tiles covering an `h x w` output.
     fn tiles(h: usize, w: usize) -> Tiles;
     /// `U [XI, Co, Ci] = G g Gᵀ` for every kernel of `w [Co, Ci, 3, 3]`.
-    fn transform_weights(w: &[f32]) -> Vec<f32>;
+    fn transform_weights(w: &[f32]) -> Pooled;
     /// Scratch floats of [`Variant::transform_input`].
     fn input_scratch(t: Tiles) -> usize;
     /// `V = Bᵀ d B` for every tile of one `[h, w]` input plane.

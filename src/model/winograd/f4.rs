@@ -20,7 +20,7 @@
 
 use super::drivers::{self, Variant};
 use super::transforms::{Slot, Tiles};
-use crate::model::conv_kernels::ConvGeom;
+use crate::model::conv_kernels::{ConvGeom, Pooled};
 
 mod transforms;
 
@@ -50,7 +50,7 @@ impl Variant for F4 {
         tiles(h, w)
     }
 
-    fn transform_weights(w: &[f32]) -> Vec<f32> {
+    fn transform_weights(w: &[f32]) -> Pooled {
         transform_weights(w)
     }
 

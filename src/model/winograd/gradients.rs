@@ -5,7 +5,7 @@ use super::drivers::{gemms, inverse_group, run_stride, schedule, transform_group
 use super::transforms::{self, Tiles, XI};
 use super::weight_transforms;
 use super::{applies, ConvGeom};
-use crate::model::conv_kernels::{sum_over_groups, with_scratch, Group, Mat, SendPtr};
+use crate::model::conv_kernels::{sum_over_groups_in, with_scratch, Group, Mat, Pooled, SendPtr};
 
 /// `dw` for upstream gradient `dy`, for a convolution [`applies`] accepts.
 pub fn weight_grad(g: &ConvGeom, x: &[f32], dy: &[f32]) -> Vec<f32> {
@@ -15,7 +15,7 @@ pub fn weight_grad(g: &ConvGeom, x: &[f32], dy: &[f32]) -> Vec<f32> {
     let sched = schedule(g, t);
     let (ci, co) = (g.cin, g.cout);
     let inner = !sched.parallel_groups;
-    let du = sum_over_groups(&sched, g.batch, XI * co * ci, |grp, du| {
+    let du = sum_over_groups_in(&sched, g.batch, XI * co * ci, Pooled::zeroed, |grp, du| {
         let n = grp.images() * t.per_image();
         with_scratch(XI * run_stride(ci, n), XI * run_stride(co, n), |v, z| {
             transform_x(g, t, grp, x, v, inner);
@@ -53,7 +53,7 @@ pub fn backward_into(
     let ut = weight_transforms::transform_weights_t(w, ci);
     let dxp = SendPtr(dx.as_mut_ptr());
     // Each worker's groups are its own images: their planes of dx are written by it alone.
-    let du = sum_over_groups(&sched, g.batch, XI * co * ci, |grp, du| {
+    let du = sum_over_groups_in(&sched, g.batch, XI * co * ci, Pooled::zeroed, |grp, du| {
         let n = grp.images() * t.per_image();
         with_scratch(XI * run_stride(co, n), XI * run_stride(ci, n), |z, v| {
             transform_dy(g, t, grp, dy, z, inner);

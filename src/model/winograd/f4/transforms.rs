@@ -1,7 +1,7 @@
 //! The tile transforms of F(4x4, 3x3), one plane at a time (see [`super`] for the matrices).
 
 use super::XI;
-use crate::model::conv_kernels::SendPtr;
+use crate::model::conv_kernels::{Pooled, SendPtr};
 use crate::model::winograd::transforms::{Slot, Tiles};
 use rayon::prelude::*;
 
@@ -374,9 +374,9 @@ pub(super) fn inverse_input(
 }
 
 /// `U [36, Co, Ci] = G g Gᵀ` for every 3x3 kernel `g` of `w [Co, Ci, 3, 3]`.
-pub(super) fn transform_weights(w: &[f32]) -> Vec<f32> {
+pub(super) fn transform_weights(w: &[f32]) -> Pooled {
     let plane = w.len() / 9;
-    let mut u = vec![0f32; XI * plane];
+    let mut u = Pooled::any(XI * plane);
     let up = SendPtr(u.as_mut_ptr());
     w.par_chunks_exact(9).enumerate().for_each(|(kc, k)| {
         let [c0, c1, c2]: [[f32; 6]; 3] = std::array::from_fn(|j| g([k[j], k[3 + j], k[6 + j]]));
