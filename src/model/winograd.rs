@@ -33,42 +33,16 @@ pub fn applies(g: &ConvGeom) -> bool {
 /// Whether Winograd beats im2col here, for each of the three passes. Its 16 GEMMs run over
 /// the batch's tiles, so with few of them they are thin products, and on maps of a tile or
 /// four per image the transforms are mostly padding. Measured with `examples/bench_conv.rs`
-/// (ResNet-18's shapes, batch 8 and 16, 64 and 128 px) with AVX2 GEMMs: at 4x4 and 2x2 maps
-/// (64 tiles or fewer in the batch) Winograd ran at 0.15-0.8x im2col's speed in all three
-/// passes, from 8x8 maps with 256 tiles at 1.05-1.3x, and at 16x16 and 32x32 maps at
-/// 1.2-3.4x. Where the GEMMs run 512-bit FMAs at full rate ([`wide_fma`]) they are twice as
-/// fast and the transforms are not, so the break-even moves up: on a Xeon with AVX-512,
-/// 16 images, im2col took 0.70-0.91x F(2x2)'s time on 8x8 maps and 0.79x in the forward on
-/// 7x7 (224 px), while F(2x2) kept 1.13-1.65x on 14x14 and larger maps.
+/// (ResNet-18's shapes, batch 16): with AVX2 GEMMs, at 4x4 and 2x2 maps (64 tiles or fewer
+/// in the batch) Winograd ran at 0.15-0.8x im2col's speed in all three passes, from 8x8
+/// maps with 256 tiles at 1.05-1.3x, and at 16x16 and 32x32 maps at 1.2-3.4x. With
+/// AVX-512 GEMMs (a Xeon), once the kernel transforms wrote whole cache lines
+/// (`weight_transforms`): 8x8 maps 1.36-1.48x in each pass (128 and 256 channels), 7x7 of
+/// 512 channels 1.14x forward and 1.48x input gradient against 0.88x weight gradient; 4x4
+/// of 256 channels 0.91-1.17x and of 512 0.74-0.91x, where transforming 512 x 512 kernels
+/// (16.8 MB) costs more than the multiplies it saves.
 pub fn pays(g: &ConvGeom) -> bool {
-    let min_tiles = if wide_fma() { 512 } else { 256 };
-    applies(g) && g.batch * Tiles::of(g.ho, g.wo).per_image() >= min_tiles
-}
-
-/// Whether the GEMMs run at twice their AVX2 rate: `gemm` picks its AVX-512 kernels on any
-/// CPU with AVX-512F, but only a core with two full-width 512-bit FMA ports runs them at
-/// double speed. The Zen 4 (AMD family 0x19) splits each in two and measured level with
-/// AVX2. A CPU feature, not a timing, so the choice (and the rounding) is fixed per machine.
-pub fn wide_fma() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        static WIDE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        *WIDE.get_or_init(|| std::arch::is_x86_feature_detected!("avx512f") && !is_zen4())
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    false
-}
-
-/// AMD family 0x19 (Zen 3 and Zen 4; of these only the Zen 4 has AVX-512).
-#[cfg(target_arch = "x86_64")]
-fn is_zen4() -> bool {
-    use std::arch::x86_64::__cpuid;
-    // SAFETY: CPUID exists on every x86-64 CPU; leaves 0 and 1 always do.
-    #[allow(unused_unsafe)]
-    let (vendor, sig) = unsafe { (__cpuid(0), __cpuid(1).eax) };
-    let amd = (vendor.ebx, vendor.edx, vendor.ecx) == (0x6874_7541, 0x6974_6e65, 0x444d_4163);
-    let family = ((sig >> 8) & 0xf) + ((sig >> 20) & 0xff);
-    amd && family == 0x19
+    applies(g) && g.batch * Tiles::of(g.ho, g.wo).per_image() >= 256
 }
 
 /// F(2x2, 3x3), as the shared drivers take it.
@@ -172,14 +146,15 @@ mod tests {
     use crate::model::test_util::randn;
     use crate::rng::Rng;
 
-    /// Winograd on layer1-sized maps, im2col on the deep layers' 4x4 maps everywhere; the
-    /// 8x8 maps of a batch of 16 (256 tiles) are the break-even that the FMA width moves.
+    /// Winograd on layer1-sized maps and on the 8x8 maps of a batch of 16 (256 tiles), im2col
+    /// on the deep layers' 4x4 maps and on 8x8 maps of fewer images.
     #[test]
     fn winograd_on_large_maps_and_im2col_on_small_ones() {
         let g = |b, side| ConvGeom::new([b, 64, side, side], [64, 64, 3, 3], 1, 1).unwrap();
         assert!(pays(&g(8, 16)));
         assert!(!pays(&g(16, 4)));
-        assert_eq!(pays(&g(16, 8)), !wide_fma());
+        assert!(pays(&g(16, 8)));
+        assert!(!pays(&g(8, 8)));
         let strided = ConvGeom::new([16, 64, 32, 32], [64, 64, 3, 3], 2, 1).unwrap();
         assert!(!pays(&strided));
     }

@@ -155,9 +155,11 @@ impl Stage for TrainStage {
     /// (`conv_kernels::matmul`), im2col instead of Winograd on 8x8 maps of 16 images where
     /// the FMAs are 512 bits wide (`winograd::pays`), and groups of images evened out
     /// (`Schedule::new`), which sums weight gradients over other groups. 8: Winograd's
-    /// backward in smaller groups of tiles (`winograd::gradients`), the same.
+    /// backward in smaller groups of tiles (`winograd::gradients`), the same. 9: Winograd
+    /// again on 8x8 (and 7x7) maps of 16 images where the FMAs are 512 bits wide, as on other
+    /// CPUs (`winograd::pays`).
     fn version(&self) -> u32 {
-        8
+        9
     }
 
     fn resumable(&self) -> bool {
