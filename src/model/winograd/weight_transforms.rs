@@ -77,9 +77,7 @@ pub(super) fn transform_weights(w: &[f32]) -> Pooled {
         }
         for (xi, v) in transform_block(&k).iter().enumerate() {
             // SAFETY: columns k0..k0 + len of matrix xi are this block's alone.
-            unsafe {
-                std::ptr::copy_nonoverlapping(v.as_ptr(), up.get().add(xi * plane + k0), len)
-            };
+            unsafe { store(v, up.get().add(xi * plane + k0), len) };
         }
     });
     u
