@@ -6,7 +6,7 @@
 //! [`bn_kernels`]), optionally fused with the ReLU that follows, instead of a dozen
 //! broadcast ops each allocating a full-size temporary.
 
-use super::bn_kernels::{self, BnShape};
+use super::bn_kernels::{self, BnShape, Relu};
 use super::cpu_data::{f32_slice, storage_f32, with_f32};
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, DType, Layout, Result, Shape, Tensor, Var};
 use candle_nn::{Init, VarBuilder};
@@ -308,17 +308,18 @@ impl CustomOp3 for BnTrain {
         &self,
         x: &Tensor,
         w: &Tensor,
-        _b: &Tensor,
-        y: &Tensor,
+        b: &Tensor,
+        _y: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
         let weight = w.contiguous()?.to_vec1::<f32>()?;
         let (xs, xl) = x.storage_and_layout();
         let (gs, gl) = grad.storage_and_layout();
-        let (ys, yl) = y.storage_and_layout();
-        let yv = if self.relu {
-            Some(storage_f32(&ys, yl, OP)?)
+        // The fused ReLU's mask is computed again from `x` and the forward's affine map.
+        let affine = if self.relu {
+            let beta = b.contiguous()?.to_vec1::<f32>()?;
+            Some(train_affine(&self.mean, &self.invstd, &weight, &beta))
         } else {
             None
         };
@@ -326,7 +327,7 @@ impl CustomOp3 for BnTrain {
             self.shape,
             storage_f32(&xs, xl, OP)?,
             storage_f32(&gs, gl, OP)?,
-            yv,
+            affine.as_ref().map(|(scale, shift)| Relu { scale, shift }),
             &self.mean,
             &self.invstd,
             &weight,

@@ -88,23 +88,35 @@ fn sum_sq_dev_f64(p: &[f32], mean: f64) -> f64 {
     lanes_sum(p.len(), |i| (p[i] as f64 - mean).powi(2))
 }
 
-/// `dy`, zeroed where the fused ReLU's output `y` is not positive.
+/// The fused ReLU of a batch norm, as its backward sees it: the affine map the forward
+/// applied, `x * scale[c] + shift[c]`, from which the ReLU's mask is computed again.
+#[derive(Clone, Copy)]
+pub struct Relu<'a> {
+    pub scale: &'a [f32],
+    pub shift: &'a [f32],
+}
+
+/// `dy`, zeroed where the fused ReLU's output was not positive. That output was
+/// `max(x * a + b, 0)`, and the same two operations on the same floats round the same way
+/// here, so the mask is the forward's bit for bit without reading the output back (one
+/// whole pass over memory fewer in each of the backward's two passes). A NaN, which the
+/// forward's `max` turned into 0, is masked here too.
 #[inline(always)]
-fn mask(g: f32, y: f32) -> f32 {
-    if y <= 0.0 {
-        0.0
-    } else {
+fn kept(g: f32, x: f32, a: f32, b: f32) -> f32 {
+    if x * a + b > 0.0 {
         g
+    } else {
+        0.0
     }
 }
 
-/// `(Σ g, Σ g (x - m))` over one plane in f64, `g` being `dy` masked by `y` when given.
-fn plane_sums(dy: &[f32], x: &[f32], y: Option<&[f32]>, m: f64) -> (f64, f64) {
+/// `(Σ g, Σ g (x - m))` over one plane in f64, `g` being `dy` masked by the fused ReLU's
+/// `(scale, shift)` for this plane's channel when given.
+fn plane_sums(dy: &[f32], x: &[f32], relu: Option<(f32, f32)>, m: f64) -> (f64, f64) {
     let x = &x[..dy.len()];
-    match y {
-        Some(y) => {
-            let y = &y[..dy.len()];
-            let g = |i: usize| mask(dy[i], y[i]) as f64;
+    match relu {
+        Some((a, b)) => {
+            let g = |i: usize| kept(dy[i], x[i], a, b) as f64;
             lanes_sum2(dy.len(), g, |i| g(i) * (x[i] as f64 - m))
         }
         None => {
@@ -189,19 +201,19 @@ pub fn affine_add_relu(
 }
 
 /// Gradients of a training-mode batch norm (batch statistics `mean`, `invstd`) for upstream
-/// gradient `dy`; with `relu`, `y` is the fused op's output and masks `dy`.
+/// gradient `dy`; with `relu`, the fused ReLU's affine map masks `dy`.
 /// Returns `(dx, dweight, dbias)`.
 pub fn backward(
     s: BnShape,
     x: &[f32],
     dy: &[f32],
-    y: Option<&[f32]>,
+    relu: Option<Relu>,
     mean: &[f64],
     invstd: &[f64],
     weight: &[f32],
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let mut dx = vec![0f32; s.len()];
-    let (dweight, dbias) = backward_into(s, x, dy, y, mean, invstd, weight, &mut dx);
+    let (dweight, dbias) = backward_into(s, x, dy, relu, mean, invstd, weight, &mut dx);
     (dx, dweight, dbias)
 }
 
@@ -211,7 +223,7 @@ pub fn backward_into(
     s: BnShape,
     x: &[f32],
     dy: &[f32],
-    y: Option<&[f32]>,
+    relu: Option<Relu>,
     mean: &[f64],
     invstd: &[f64],
     weight: &[f32],
@@ -230,7 +242,7 @@ pub fn backward_into(
                     plane_sums(
                         &dy[o..o + p],
                         &x[o..o + p],
-                        y.map(|y| &y[o..o + p]),
+                        relu.map(|r| (r.scale[c], r.shift[c])),
                         mean[c],
                     )
                 })
@@ -251,12 +263,11 @@ pub fn backward_into(
             let m = mean[c] as f32;
             let (dyp, xp) = (&dy[o..o + p], &x[o..o + p]);
             let dx_of = |g: f32, xv: f32| a1 * g + a2 * (xv - m) + a3;
-            match y {
-                Some(y) => {
-                    for ((d, (&g, &xv)), &yv) in
-                        dxp.iter_mut().zip(dyp.iter().zip(xp)).zip(&y[o..o + p])
-                    {
-                        *d = dx_of(mask(g, yv), xv);
+            match relu {
+                Some(r) => {
+                    let (a, b) = (r.scale[c], r.shift[c]);
+                    for (d, (&g, &xv)) in dxp.iter_mut().zip(dyp.iter().zip(xp)) {
+                        *d = dx_of(kept(g, xv, a, b), xv);
                     }
                 }
                 None => {
@@ -273,4 +284,60 @@ pub fn backward_into(
         .collect();
     let dbias = sums.iter().map(|&(g, _)| g as f32).collect();
     (dweight, dbias)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The backward's ReLU mask, computed again from `x` and the affine map, is the one the
+    /// forward's output gives, bit for bit: held against the plain backward of `dy` zeroed
+    /// where the output is not positive, on values whose affine image is exactly zero, just
+    /// either side of it, and far from it.
+    #[test]
+    fn relu_mask_from_the_affine_map_is_the_outputs() {
+        let s = BnShape {
+            batch: 3,
+            channels: 2,
+            plane: 11,
+        };
+        // Channel 0: x * 2 - 1 is exactly 0 at x = 0.5; channel 1: x * 0.25 + 0.125 at -0.5.
+        let (scale, shift) = ([2.0f32, 0.25], [-1.0f32, 0.125]);
+        let edge = [0.5f32, -0.5];
+        let x: Vec<f32> = (0..s.len())
+            .map(|i| {
+                let c = (i / s.plane) % s.channels;
+                match i % 4 {
+                    0 => edge[c],
+                    1 => edge[c] + f32::EPSILON,
+                    2 => edge[c] - f32::EPSILON,
+                    _ => (i as f32 * 0.37).sin() * 3.0,
+                }
+            })
+            .collect();
+        let dy: Vec<f32> = (0..s.len()).map(|i| (i as f32 * 0.91).cos()).collect();
+        let y = affine(s, &x, &scale, &shift, true);
+        let masked: Vec<f32> = dy
+            .iter()
+            .zip(&y)
+            .map(|(&g, &v)| if v > 0.0 { g } else { 0.0 })
+            .collect();
+        assert!(
+            masked.iter().zip(&dy).any(|(m, g)| m != g),
+            "nothing masked"
+        );
+        let (mean, var) = stats(s, &x);
+        let invstd: Vec<f64> = var.iter().map(|v| 1.0 / (v + 1e-5).sqrt()).collect();
+        let weight = [1.5f32, -0.75];
+        let relu = Relu {
+            scale: &scale,
+            shift: &shift,
+        };
+        let fused = backward(s, &x, &dy, Some(relu), &mean, &invstd, &weight);
+        let plain = backward(s, &x, &masked, None, &mean, &invstd, &weight);
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&fused.0), bits(&plain.0), "dx");
+        assert_eq!(bits(&fused.1), bits(&plain.1), "dweight");
+        assert_eq!(bits(&fused.2), bits(&plain.2), "dbias");
+    }
 }

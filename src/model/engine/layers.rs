@@ -6,7 +6,7 @@
 use super::grads::Grads;
 use super::profile::{timed, Pass};
 use crate::model::batch_norm::{eval_affine, train_affine, BatchStats};
-use crate::model::bn_kernels::{self, BnShape, Skip};
+use crate::model::bn_kernels::{self, BnShape, Relu, Skip};
 use crate::model::conv;
 use crate::model::conv_kernels::ConvGeom;
 use crate::model::cpu_data::with_f32;
@@ -167,7 +167,7 @@ impl ConvBn {
     }
 
     /// The batch norm's backward: `dz` from `dy` (the gradient of its output, masked by the
-    /// ReLU's output `a` when `relu`); its parameters' gradients go to `grads`.
+    /// ReLU when `relu`); its parameters' gradients go to `grads`.
     pub(super) fn norm_backward(
         &self,
         dy: &[f32],
@@ -180,10 +180,13 @@ impl ConvBn {
             candle_core::bail!("{OP}: backward after an eval-mode forward")
         };
         let z = &self.z[..shape.len()];
-        let y = relu.then(|| &self.a[..shape.len()]);
+        let relu = relu.then_some(Relu {
+            scale: &self.scale,
+            shift: &self.shift,
+        });
         let (dgamma, dbeta) = timed(Pass::BnBackward, || {
             read(&self.gamma, |gamma| {
-                bn_kernels::backward_into(shape, z, dy, y, mean, invstd, gamma, dz)
+                bn_kernels::backward_into(shape, z, dy, relu, mean, invstd, gamma, dz)
             })
         })?;
         grads.put(&self.gamma, dgamma)?;
