@@ -19,8 +19,8 @@ impl Kept {
             .filter(|&i| self.0[i].capacity() >= n)
             .min_by_key(|&i| self.0[i].capacity());
         let mut v = best.map(|i| self.0.swap_remove(i)).unwrap_or_default();
+        // Grows with zeros or shortens to `n`; the capacity stays.
         v.resize(n, 0.0);
-        v.truncate(n);
         v
     }
 
