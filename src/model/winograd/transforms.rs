@@ -7,7 +7,7 @@
 //! one tile at a time: the transforms took longer than the 16 GEMMs.)
 
 #[cfg(target_arch = "x86_64")]
-mod avx2;
+pub(super) mod avx2;
 
 /// Positions of a transformed tile.
 pub(super) const XI: usize = 16;

@@ -5,6 +5,9 @@ use crate::model::conv_kernels::{Pooled, SendPtr};
 use crate::model::winograd::transforms::{Slot, Tiles};
 use rayon::prelude::*;
 
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+
 /// `Bᵀ d` for one column (or row) `d` of a tile.
 #[inline(always)]
 pub(super) fn bt(d: [f32; 6]) -> [f32; 6] {
@@ -181,6 +184,11 @@ pub(super) fn transform_input(
     slot: Slot,
     buf: &mut [f32],
 ) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::simd::avx2() {
+        // SAFETY: the CPU has AVX2; the caller's slot and plane as here.
+        return unsafe { avx2::transform_input(plane, w, t, v, slot) };
+    }
     let h = plane.len() / w;
     let n = t.tw + 1;
     let (rows, cols) = buf[..48 * n].split_at_mut(24 * n);
@@ -231,6 +239,11 @@ pub(super) fn inverse_output(
     wo: usize,
     buf: &mut [f32],
 ) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::simd::avx2() {
+        // SAFETY: the CPU has AVX2; the caller's slot and plane as here.
+        return unsafe { avx2::inverse_output(m, slot, t, plane, wo) };
+    }
     let ho = plane.len() / wo;
     let tw = t.tw;
     let (s, y) = buf[..28 * tw].split_at_mut(24 * tw);
@@ -373,19 +386,36 @@ pub(super) fn inverse_input(
     }
 }
 
-/// `U [36, Co, Ci] = G g Gᵀ` for every 3x3 kernel `g` of `w [Co, Ci, 3, 3]`.
+/// `G g Gᵀ` of one 3x3 kernel `k`: column `j` of `k`, then each row of the results.
+#[inline(always)]
+fn kernel_u(k: &[f32]) -> [f32; XI] {
+    let cols: [[f32; 6]; 3] = std::array::from_fn(|j| g([k[j], k[3 + j], k[6 + j]]));
+    let rows: [[f32; 6]; 6] = std::array::from_fn(|i| g([cols[0][i], cols[1][i], cols[2][i]]));
+    std::array::from_fn(|xi| rows[xi / 6][xi % 6])
+}
+
+/// `U [36, Co, Ci] = G g Gᵀ` for every 3x3 kernel `g` of `w [Co, Ci, 3, 3]`, in blocks of 16
+/// consecutive kernels so that every matrix is written a cache line at a time (as F(2x2)'s
+/// `weight_transforms` do; one kernel at a time, each of its 36 values went to a different
+/// matrix).
 pub(super) fn transform_weights(w: &[f32]) -> Pooled {
+    const LANES: usize = 16;
     let plane = w.len() / 9;
     let mut u = Pooled::any(XI * plane);
     let up = SendPtr(u.as_mut_ptr());
-    w.par_chunks_exact(9).enumerate().for_each(|(kc, k)| {
-        let [c0, c1, c2]: [[f32; 6]; 3] = std::array::from_fn(|j| g([k[j], k[3 + j], k[6 + j]]));
-        for (i, ((a, b), c)) in c0.into_iter().zip(c1).zip(c2).enumerate() {
-            let row = g([a, b, c]);
-            for (j, v) in row.into_iter().enumerate() {
-                // SAFETY: index (6i + j, kc) is inside u and written by kernel kc alone.
-                unsafe { *up.get().add((6 * i + j) * plane + kc) = v };
+    (0..plane.div_ceil(LANES)).into_par_iter().for_each(|b| {
+        let (k0, len) = (b * LANES, LANES.min(plane - b * LANES));
+        let mut block = [[0f32; LANES]; XI];
+        for (l, k) in w[9 * k0..9 * (k0 + len)].chunks_exact(9).enumerate() {
+            for (xi, v) in kernel_u(k).into_iter().enumerate() {
+                block[xi][l] = v;
             }
+        }
+        for (xi, v) in block.iter().enumerate() {
+            // SAFETY: columns k0..k0 + len of matrix xi are this block's alone.
+            unsafe {
+                std::ptr::copy_nonoverlapping(v.as_ptr(), up.get().add(xi * plane + k0), len)
+            };
         }
     });
     u

@@ -30,7 +30,7 @@ fn lanes_within(lo: isize, len: usize) -> __m256i {
 /// `row[0 .. len]` must be readable; lanes outside it are not read.
 #[inline]
 #[target_feature(enable = "avx2")]
-unsafe fn load(row: *const f32, lo: isize, len: usize) -> __m256 {
+pub(in crate::model::winograd) unsafe fn load(row: *const f32, lo: isize, len: usize) -> __m256 {
     // SAFETY: inside row[0..len], or masked to the lanes that are.
     unsafe {
         if lo >= 0 && lo as usize + 8 <= len {
@@ -47,7 +47,7 @@ unsafe fn load(row: *const f32, lo: isize, len: usize) -> __m256 {
 /// `dst[0 .. len]` must be writable; lanes outside it are not written.
 #[inline]
 #[target_feature(enable = "avx2")]
-unsafe fn store(dst: *mut f32, lo: isize, len: usize, v: __m256) {
+pub(in crate::model::winograd) unsafe fn store(dst: *mut f32, lo: isize, len: usize, v: __m256) {
     // SAFETY: inside dst[0..len], or masked to the lanes that are. (A masked store is
     // slow on AMD's cores: only the ends of rows take one.)
     unsafe {
@@ -83,20 +83,20 @@ fn interleave(e: __m256, o: __m256) -> (__m256, __m256) {
 
 #[inline]
 #[target_feature(enable = "avx2")]
-fn add(a: __m256, b: __m256) -> __m256 {
+pub(in crate::model::winograd) fn add(a: __m256, b: __m256) -> __m256 {
     _mm256_add_ps(a, b)
 }
 
 #[inline]
 #[target_feature(enable = "avx2")]
-fn sub(a: __m256, b: __m256) -> __m256 {
+pub(in crate::model::winograd) fn sub(a: __m256, b: __m256) -> __m256 {
     _mm256_sub_ps(a, b)
 }
 
 /// `-a`: the sign bit flipped, as Rust's negation does.
 #[inline]
 #[target_feature(enable = "avx2")]
-fn neg(a: __m256) -> __m256 {
+pub(in crate::model::winograd) fn neg(a: __m256) -> __m256 {
     _mm256_xor_ps(a, _mm256_set1_ps(-0.0))
 }
 
