@@ -23,11 +23,13 @@ use super::transforms::{Slot, Tiles};
 use crate::model::conv_kernels::{ConvGeom, Pooled};
 
 mod transforms;
+mod weights;
 
 use transforms::{
     input_scratch, inverse_input, inverse_output, out_grad_scratch, output_scratch, plane_scratch,
-    transform_input, transform_out_grad, transform_weights,
+    transform_input, transform_out_grad,
 };
+use weights::transform_weights;
 
 /// Positions of a transformed 6x6 tile.
 pub(super) const XI: usize = 36;
@@ -109,6 +111,23 @@ impl Variant for F4 {
     }
 }
 
+/// Whether the forward pays with F(4x4) rather than F(2x2), given that [`super::pays`]:
+/// maps whose sides are whole tiles, with at least 256 tiles in the batch. Measured with
+/// `examples/bench_conv.rs` (batch 16, a Xeon with AVX-512, once the transforms had AVX2
+/// versions), F(2x2)'s time over F(4x4)'s in the forward: 1.21-1.32 at 16x16 and 32x32 maps
+/// (128 px), 1.29-1.46 at 28x28 and 56x56 (224 px), 1.13 at 16x16 of 64 channels (64 px);
+/// 1.03 at 14x14, where a fifth of the tiles' outputs is padding; 0.63-0.73 at 8x8 (64
+/// tiles), where transforming the kernels (36 matrices of `Co x Ci`) costs more than the
+/// multiplies saved. The input gradient stays on F(2x2), which shares its transformed
+/// output gradient with the weight gradient.
+pub fn pays(g: &ConvGeom) -> bool {
+    let t = tiles(g.ho, g.wo);
+    super::applies(g)
+        && g.ho.is_multiple_of(4)
+        && g.wo.is_multiple_of(4)
+        && g.batch * t.per_image() >= 256
+}
+
 /// `y = conv(x, w)` into `y` for a convolution [`super::applies`] accepts.
 pub fn forward_into(g: &ConvGeom, x: &[f32], w: &[f32], y: &mut [f32]) {
     drivers::forward_with::<F4>(g, x, w, y)
@@ -146,6 +165,23 @@ mod tests {
         assert!((dot(&bt(d6), &v) - dot(&d, &b(v6))).abs() < 1e-4);
         let e: [f32; 4] = randn(&[4], 3)[..].try_into().unwrap();
         assert!((dot(&at(d6), &e) - dot(&d, &a(e))).abs() < 1e-4);
+    }
+
+    /// F(4x4) where the tiles are whole and at least 256, F(2x2) (or im2col) elsewhere.
+    #[test]
+    fn pays_on_whole_tiles_of_large_maps() {
+        let g = |b: usize, side: usize| {
+            ConvGeom::new([b, 64, side, side], [64, 64, 3, 3], 1, 1).unwrap()
+        };
+        assert!(pays(&g(16, 32)));
+        assert!(pays(&g(16, 16)));
+        assert!(pays(&g(4, 32)));
+        assert!(!pays(&g(8, 16)));
+        assert!(!pays(&g(16, 8)));
+        assert!(!pays(&g(16, 14)));
+        assert!(!pays(&g(16, 30)));
+        let strided = ConvGeom::new([16, 64, 32, 32], [64, 64, 3, 3], 2, 1).unwrap();
+        assert!(!pays(&strided));
     }
 
     /// The forward and the input gradient equal im2col's within 5e-5 of the result's scale, on
