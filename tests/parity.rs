@@ -4,6 +4,7 @@
 
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
+use drpipe::model::conv_kernels::ConvGeom;
 use drpipe::model::{all_vars_sorted, trainable_vars, Arch, Engine, ResNet};
 use drpipe::train::loss::cross_entropy;
 use drpipe::train::sgd::{Sgd, SgdConfig};
@@ -145,15 +146,25 @@ fn step_grads(
 
 #[test]
 fn three_training_steps_match_torchvision() {
-    three_training_steps(false);
+    three_training_steps(false, 4, "resnet18");
 }
 
 #[test]
 fn three_engine_training_steps_match_torchvision() {
-    three_training_steps(true);
+    three_training_steps(true, 4, "resnet18");
 }
 
-fn three_training_steps(use_engine: bool) {
+/// At a batch of 16, layer1's 16x16 maps take the forward's Winograd F(4x4), whose rounding
+/// error is ten to twenty times F(2x2)'s.
+#[test]
+fn three_engine_training_steps_with_f4_match_torchvision() {
+    let layer1 = ConvGeom::new([16, 64, 16, 16], [64, 64, 3, 3], 1, 1).unwrap();
+    assert!(drpipe::model::winograd::f4::pays(&layer1));
+    three_training_steps(true, 16, "resnet18_b16");
+}
+
+/// Three SGD steps of a batch of `b` at 64 px against the fixture's keys under `prefix`.
+fn three_training_steps(use_engine: bool, b: usize, prefix: &str) {
     let f = fixture();
     let (varmap, net) = build(Arch::ResNet18);
     let mut engine = use_engine.then(|| Engine::new(Arch::ResNet18, &varmap).unwrap());
@@ -167,12 +178,12 @@ fn three_training_steps(use_engine: bool) {
     let mut sgd = Sgd::new(trainable_vars(&varmap, false), cfg);
     let mut losses = Vec::new();
     for step in 0..3 {
-        let (x, y) = batch(4, 64, step);
+        let (x, y) = batch(b, 64, step);
         let (loss, grads) = step_grads(&net, engine.as_mut(), &x, &y);
         losses.push(loss);
         sgd.step(&grads).unwrap();
     }
-    let want = expected(&f, "resnet18_train_losses");
+    let want = expected(&f, &format!("{prefix}_train_losses"));
     for (g, w) in losses.iter().zip(&want) {
         assert!(
             (g - w).abs() <= 1e-5,
@@ -195,7 +206,7 @@ fn three_training_steps(use_engine: bool) {
             .unwrap();
         assert_close(
             &got,
-            &expected(&f, &format!("resnet18_after3_{name}")),
+            &expected(&f, &format!("{prefix}_after3_{name}")),
             1e-5,
             1.0,
             name,
@@ -209,7 +220,7 @@ fn three_training_steps(use_engine: bool) {
         .unwrap();
     assert_close(
         &fc[..40],
-        &expected(&f, "resnet18_after3_fc.weight"),
+        &expected(&f, &format!("{prefix}_after3_fc.weight")),
         1e-5,
         1.0,
         "fc.weight after 3 steps",

@@ -6,8 +6,8 @@
 //! products. The input gradient is skipped for inputs that need none (the images).
 //!
 //! The 3x3 stride-1 convolutions over maps with enough tiles use Winograd F(2x2, 3x3)
-//! ([`super::winograd`], where [`winograd::pays`] says why) unless [`set_winograd`] turns
-//! it off.
+//! ([`super::winograd`], where [`winograd::pays`] says why), and their forward F(4x4, 3x3)
+//! on larger maps ([`winograd::f4::pays`]), unless [`set_winograd`] turns it off.
 //!
 //! Other devices and dtypes keep candle's conv (its CUDA kernels, cuDNN when enabled).
 
@@ -31,7 +31,9 @@ fn use_winograd(g: &ConvGeom) -> bool {
 
 /// `y = conv(x, w)` into `y`, with the kernel [`conv2d`] would choose.
 pub fn forward_into(g: &ConvGeom, x: &[f32], w: &[f32], y: &mut [f32]) {
-    if use_winograd(g) {
+    if use_winograd(g) && winograd::f4::pays(g) {
+        winograd::f4::forward_into(g, x, w, y)
+    } else if use_winograd(g) {
         winograd::forward_into(g, x, w, y)
     } else {
         conv_kernels::forward_into(g, x, w, y)

@@ -102,9 +102,10 @@ impl Stage for EvaluateStage {
     /// small maps use im2col instead of Winograd (`winograd::pays`), a change of rounding.
     /// 4: so do 8x8 maps of 16 images on CPUs whose FMAs are 512 bits wide; GEMMs on two
     /// threads are split by drpipe rather than by `gemm`, and groups of images evened out.
-    /// 5: those 8x8 maps back on Winograd, as on other CPUs.
+    /// 5: those 8x8 maps back on Winograd, as on other CPUs. 6: large maps on Winograd
+    /// F(4x4) (`winograd::f4::pays`).
     fn version(&self) -> u32 {
-        5
+        6
     }
 
     fn run(&self, ctx: &StageCtx) -> Result<String> {
