@@ -158,7 +158,8 @@ impl Stage for TrainStage {
     /// backward in smaller groups of tiles (`winograd::gradients`), the same. 9: Winograd
     /// again on 8x8 (and 7x7) maps of 16 images where the FMAs are 512 bits wide, as on other
     /// CPUs (`winograd::pays`). 10: the forward of 3x3 convolutions on large maps takes
-    /// Winograd F(4x4) (`winograd::f4::pays`), whose rounding differs from F(2x2)'s.
+    /// Winograd F(4x4) (`winograd::f4::pays`), whose rounding differs from F(2x2)'s, and batch
+    /// norm's variance comes from `Σx` and `Σx²` in one pass (`bn_kernels::stats`).
     fn version(&self) -> u32 {
         10
     }
