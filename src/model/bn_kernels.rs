@@ -3,6 +3,7 @@
 //! applied as one multiply-add per value, and the backward in one pass over `x` and `dy`.
 //! Channels (statistics, backward sums) or planes (transforms) are spread over rayon's pool.
 
+use crate::model::conv_kernels::SendPtr;
 use rayon::prelude::*;
 
 /// Data shape: `batch` images of `channels` planes of `plane` values.
@@ -221,51 +222,49 @@ pub fn backward_into(
     assert_eq!((x.len(), dy.len(), dx.len()), (s.len(), s.len(), s.len()));
     let n = s.count().max(1) as f64;
     let p = s.plane;
-    // Per channel: sum(dy) and sum(dy * (x - mean)), in f64.
+    let dxp = SendPtr(dx.as_mut_ptr());
+    // Per channel, its two sums and then its dx, while the channel's dy and x are still in
+    // cache (with the sums of every channel first, the second pass read them from memory
+    // again). The arithmetic is the same, value for value.
     let sums: Vec<(f64, f64)> = (0..s.channels)
         .into_par_iter()
         .map(|c| {
-            (0..s.batch)
+            let relu_c = relu.map(|r| (r.scale[c], r.shift[c]));
+            // Per channel: sum(dy) and sum(dy * (x - mean)), in f64.
+            let (sdy, sdot) = (0..s.batch)
                 .map(|b| {
                     let o = (b * s.channels + c) * p;
-                    plane_sums(
-                        &dy[o..o + p],
-                        &x[o..o + p],
-                        relu.map(|r| (r.scale[c], r.shift[c])),
-                        mean[c],
-                    )
+                    plane_sums(&dy[o..o + p], &x[o..o + p], relu_c, mean[c])
                 })
-                .fold((0.0, 0.0), |(a, b), (c, d)| (a + c, b + d))
-        })
-        .collect();
-    dx.par_chunks_mut(p.max(1))
-        .enumerate()
-        .for_each(|(i, dxp)| {
-            let c = i % s.channels;
-            let (sdy, sdot) = sums[c];
+                .fold((0.0, 0.0), |(a, b), (c, d)| (a + c, b + d));
             let is = invstd[c];
             let (gmean, k) = (sdy / n, sdot * is * is / n);
             let w = is * weight[c] as f64;
-            let o = i * p;
             // dx = (dy - mean(dy) - (x - mean) * k) * invstd * weight.
             let (a1, a2, a3) = (w as f32, (-k * w) as f32, (-gmean * w) as f32);
             let m = mean[c] as f32;
-            let (dyp, xp) = (&dy[o..o + p], &x[o..o + p]);
             let dx_of = |g: f32, xv: f32| a1 * g + a2 * (xv - m) + a3;
-            match relu {
-                Some(r) => {
-                    let (a, b) = (r.scale[c], r.shift[c]);
-                    for (d, (&g, &xv)) in dxp.iter_mut().zip(dyp.iter().zip(xp)) {
-                        *d = dx_of(kept(g, xv, a, b), xv);
+            for b in 0..s.batch {
+                let o = (b * s.channels + c) * p;
+                let (dyp, xp) = (&dy[o..o + p], &x[o..o + p]);
+                // SAFETY: plane (b, c) of dx, inside it, written by channel c's task alone.
+                let dxp = unsafe { std::slice::from_raw_parts_mut(dxp.get().add(o), p) };
+                match relu_c {
+                    Some((a, b)) => {
+                        for (d, (&g, &xv)) in dxp.iter_mut().zip(dyp.iter().zip(xp)) {
+                            *d = dx_of(kept(g, xv, a, b), xv);
+                        }
                     }
-                }
-                None => {
-                    for (d, (&g, &xv)) in dxp.iter_mut().zip(dyp.iter().zip(xp)) {
-                        *d = dx_of(g, xv);
+                    None => {
+                        for (d, (&g, &xv)) in dxp.iter_mut().zip(dyp.iter().zip(xp)) {
+                            *d = dx_of(g, xv);
+                        }
                     }
                 }
             }
-        });
+            (sdy, sdot)
+        })
+        .collect();
     let dweight = sums
         .iter()
         .zip(invstd)
@@ -279,6 +278,42 @@ pub fn backward_into(
 mod tests {
     use super::*;
     use crate::model::test_util::randn;
+
+    /// The backward's `dx` is, value for value, `a1 dy + a2 (x - mean) + a3` with each
+    /// channel's coefficients from its two sums, and the parameter gradients those sums:
+    /// made per channel while its data is in cache, they must stay these floats.
+    #[test]
+    fn backward_is_its_formula_value_for_value() {
+        let s = BnShape {
+            batch: 3,
+            channels: 5,
+            plane: 37,
+        };
+        let (x, dy) = (randn(&[s.len()], 21), randn(&[s.len()], 22));
+        let (mean, var) = stats(s, &x);
+        let invstd: Vec<f64> = var.iter().map(|v| 1.0 / (v + 1e-5).sqrt()).collect();
+        let weight: Vec<f32> = (0..s.channels).map(|c| 0.5 + c as f32 * 0.3).collect();
+        let (dx, dweight, dbias) = backward(s, &x, &dy, None, &mean, &invstd, &weight);
+        let n = s.count() as f64;
+        for c in 0..s.channels {
+            let plane =
+                |b: usize| (b * s.channels + c) * s.plane..(b * s.channels + c + 1) * s.plane;
+            let (sdy, sdot) = (0..s.batch)
+                .map(|b| plane_sums(&dy[plane(b)], &x[plane(b)], None, mean[c]))
+                .fold((0.0, 0.0), |(a, b), (p, q)| (a + p, b + q));
+            assert_eq!(dbias[c].to_bits(), (sdy as f32).to_bits());
+            assert_eq!(dweight[c].to_bits(), ((sdot * invstd[c]) as f32).to_bits());
+            let w = invstd[c] * weight[c] as f64;
+            let k = sdot * invstd[c] * invstd[c] / n;
+            let (a1, a2, a3) = (w as f32, (-k * w) as f32, (-(sdy / n) * w) as f32);
+            for b in 0..s.batch {
+                for o in plane(b) {
+                    let want = a1 * dy[o] + a2 * (x[o] - mean[c] as f32) + a3;
+                    assert_eq!(dx[o].to_bits(), want.to_bits(), "channel {c}, index {o}");
+                }
+            }
+        }
+    }
 
     /// The one-pass variance holds on data far from zero (means 1e3 to 3e3, standard
     /// deviation 0.1: mean² / var up to 9e8), against two passes in f64.
