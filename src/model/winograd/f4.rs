@@ -12,7 +12,9 @@
 //! ```
 //!
 //! The forward and the input gradient only (the passes where the output tile's size pays);
-//! the weight gradient keeps F(2x2) or im2col. Its larger constants cost precision: against
+//! the weight gradient keeps F(2x2) or im2col. Training uses the forward alone, where
+//! [`pays`]; the input gradient (its transforms still the portable loops) is tested here
+//! and timed in `examples/bench_conv.rs`. Its larger constants cost precision: against
 //! im2col in f32 the forward differed by 6.7e-6 of the output's scale on 64 input channels
 //! and 1.3e-5 on 128, ten to twenty times F(2x2)'s 6e-7 and 7e-7 (tests below allow 5e-5). As in [`super::transforms`], every transform works on whole tile
 //! rows: a padded row's columns are split by their index modulo 4, after which tile `tx`
