@@ -376,8 +376,7 @@ pub(super) fn acc_scratch(t: Tiles) -> usize {
 #[cfg(test)]
 mod tests {
     use super::super::{self as portable, Slot, Tiles, XI};
-    use crate::model::test_util::randn;
-    use crate::simd::{self, with_baseline};
+    use crate::model::test_util::{assert_same_bits, randn_with_zeros};
 
     /// Plane sides around whole vectors of tiles (8 tiles = 16 pixels), odd and even, with
     /// the sides of ResNet's maps at 64, 128 and 224 px.
@@ -407,43 +406,14 @@ mod tests {
         (slot, XI * 3 * n)
     }
 
-    fn bits(v: &[f32]) -> Vec<u32> {
-        v.iter().map(|x| x.to_bits()).collect()
-    }
-
-    /// Data with exact zeros and negative zeros among the values, for the sign rules.
-    fn data(len: usize, seed: &mut u64) -> Vec<f32> {
-        *seed += 1;
-        let mut v = randn(&[len], *seed);
-        for (i, x) in v.iter_mut().enumerate() {
-            match i % 11 {
-                3 => *x = 0.0,
-                7 => *x = -0.0,
-                _ => {}
-            }
-        }
-        v
-    }
-
-    /// Runs `f` on the AVX2 version and on the portable one; both must give the same bits.
-    fn same_bits(f: impl Fn() -> Vec<f32>) {
-        if !simd::avx2() {
-            eprintln!("no AVX2 on this CPU: nothing to compare");
-            return;
-        }
-        let fast = f();
-        let base = with_baseline(&f);
-        assert_eq!(bits(&fast), bits(&base));
-    }
-
     /// Runs `f(h, w, tiles, slot, plane, sentinel)` for each of [`SIDES`]: a random plane
     /// and random data around its slot (the other planes' runs), seeded from `seed`.
     fn for_each_plane(mut seed: u64, f: impl Fn(usize, usize, Tiles, Slot, &[f32], &[f32])) {
         for (h, w) in SIDES {
             let t = Tiles::of(h, w);
             let (slot, len) = slot_of(t);
-            let plane = data(h * w, &mut seed);
-            let sentinel = data(len, &mut seed);
+            let plane = randn_with_zeros(h * w, &mut seed);
+            let sentinel = randn_with_zeros(len, &mut seed);
             f(h, w, t, slot, &plane, &sentinel);
         }
     }
@@ -451,13 +421,13 @@ mod tests {
     #[test]
     fn forward_transforms_give_the_portable_bits() {
         for_each_plane(500, |h, w, t, slot, plane, sentinel| {
-            same_bits(|| {
+            assert_same_bits(|| {
                 let mut v = sentinel.to_vec();
                 let mut buf = vec![0f32; t.row_scratch()];
                 portable::transform_input(plane, w, t, v.as_mut_ptr(), slot, &mut buf);
                 v
             });
-            same_bits(|| {
+            assert_same_bits(|| {
                 let mut out = sentinel[..h * w].to_vec();
                 let mut buf = vec![0f32; t.row_scratch()];
                 portable::inverse_output(sentinel.as_ptr(), slot, t, &mut out, w, &mut buf);
@@ -469,14 +439,14 @@ mod tests {
     #[test]
     fn gradient_transforms_give_the_portable_bits() {
         for_each_plane(600, |_, w, t, slot, plane, sentinel| {
-            same_bits(|| {
+            assert_same_bits(|| {
                 let mut z = sentinel.to_vec();
                 let mut buf = vec![0f32; t.row_scratch()];
                 portable::transform_out_grad(plane, w, t, z.as_mut_ptr(), slot, &mut buf);
                 z
             });
             for accumulate in [false, true] {
-                same_bits(|| {
+                assert_same_bits(|| {
                     let mut out = plane.to_vec();
                     let mut buf = vec![f32::NAN; t.plane_scratch()];
                     portable::inverse_input(

@@ -200,9 +200,8 @@ mod tests {
     use super::super::super::tiles;
     use super::super::{self as portable, input_scratch, output_scratch};
     use super::XI;
-    use crate::model::test_util::randn;
+    use crate::model::test_util::{assert_same_bits, randn_with_zeros};
     use crate::model::winograd::transforms::Slot;
-    use crate::simd::{self, with_baseline};
 
     /// Plane sides around whole vectors of tiles (8 tiles = 32 pixels), odd and even, with
     /// the sides of ResNet's maps at 64, 128 and 224 px.
@@ -222,35 +221,6 @@ mod tests {
         (14, 65),
     ];
 
-    fn bits(v: &[f32]) -> Vec<u32> {
-        v.iter().map(|x| x.to_bits()).collect()
-    }
-
-    /// Data with exact zeros and negative zeros among the values, for the sign rules.
-    fn data(len: usize, seed: &mut u64) -> Vec<f32> {
-        *seed += 1;
-        let mut v = randn(&[len], *seed);
-        for (i, x) in v.iter_mut().enumerate() {
-            match i % 11 {
-                3 => *x = 0.0,
-                7 => *x = -0.0,
-                _ => {}
-            }
-        }
-        v
-    }
-
-    /// Runs `f` on the AVX2 version and on the portable one; both must give the same bits.
-    fn same_bits(f: impl Fn() -> Vec<f32>) {
-        if !simd::avx2() {
-            eprintln!("no AVX2 on this CPU: nothing to compare");
-            return;
-        }
-        let fast = f();
-        let base = with_baseline(&f);
-        assert_eq!(bits(&fast), bits(&base));
-    }
-
     /// Both forward transforms, on planes whose slot is the middle one of three in the
     /// runs, so that a write past its runs would land in a neighbour's (which must stay put).
     #[test]
@@ -263,16 +233,16 @@ mod tests {
                 xi_stride: 3 * n,
                 base: n,
             };
-            let plane = data(h * w, &mut seed);
-            let sentinel = data(XI * 3 * n, &mut seed);
-            same_bits(|| {
+            let plane = randn_with_zeros(h * w, &mut seed);
+            let sentinel = randn_with_zeros(XI * 3 * n, &mut seed);
+            assert_same_bits(|| {
                 let mut v = sentinel.to_vec();
                 let mut buf = vec![0f32; input_scratch(t)];
                 portable::transform_input(&plane, w, t, v.as_mut_ptr(), slot, &mut buf);
                 v
             });
-            same_bits(|| {
-                let mut out = data(h * w, &mut 0);
+            assert_same_bits(|| {
+                let mut out = randn_with_zeros(h * w, &mut 0);
                 let mut buf = vec![0f32; output_scratch(t)];
                 portable::inverse_output(sentinel.as_ptr(), slot, t, &mut out, w, &mut buf);
                 out
