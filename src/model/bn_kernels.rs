@@ -250,9 +250,9 @@ pub fn backward_into(
                 // SAFETY: plane (b, c) of dx, inside it, written by channel c's task alone.
                 let dxp = unsafe { std::slice::from_raw_parts_mut(dxp.get().add(o), p) };
                 match relu_c {
-                    Some((a, b)) => {
+                    Some((scale, shift)) => {
                         for (d, (&g, &xv)) in dxp.iter_mut().zip(dyp.iter().zip(xp)) {
-                            *d = dx_of(kept(g, xv, a, b), xv);
+                            *d = dx_of(kept(g, xv, scale, shift), xv);
                         }
                     }
                     None => {
