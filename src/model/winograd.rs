@@ -22,7 +22,6 @@ mod transforms;
 mod weight_transforms;
 
 use drivers::Variant;
-pub use gradients::{backward_into, weight_grad};
 use transforms::{Slot, Tiles, XI};
 
 /// Whether [`forward`], [`input_grad`] and [`weight_grad`] handle this convolution.
@@ -57,6 +56,14 @@ impl Variant for F2 {
 
     fn transform_weights(w: &[f32]) -> Pooled {
         weight_transforms::transform_weights(w)
+    }
+
+    fn transform_weights_t(w: &[f32], cin: usize) -> Pooled {
+        weight_transforms::transform_weights_t(w, cin)
+    }
+
+    fn inverse_weights(du: &[f32]) -> Vec<f32> {
+        weight_transforms::inverse_weights(du)
     }
 
     fn input_scratch(t: Tiles) -> usize {
@@ -124,6 +131,25 @@ pub fn forward(g: &ConvGeom, x: &[f32], w: &[f32]) -> Vec<f32> {
 /// [`forward`] into `y` (`g.y_len()` floats, every one overwritten).
 pub fn forward_into(g: &ConvGeom, x: &[f32], w: &[f32], y: &mut [f32]) {
     drivers::forward_with::<F2>(g, x, w, y)
+}
+
+/// `dw` for upstream gradient `dy`, for a convolution [`applies`] accepts.
+pub fn weight_grad(g: &ConvGeom, x: &[f32], dy: &[f32]) -> Vec<f32> {
+    gradients::weight_grad_with::<F2>(g, x, dy)
+}
+
+/// Both gradients in one pass over the batch: the input gradient into `dx` (added onto it
+/// when `accumulate`, else written over it) and `dw` returned, for a convolution [`applies`]
+/// accepts; the floats of [`input_grad_into`] and [`weight_grad`].
+pub fn backward_into(
+    g: &ConvGeom,
+    x: &[f32],
+    dy: &[f32],
+    w: &[f32],
+    dx: &mut [f32],
+    accumulate: bool,
+) -> Vec<f32> {
+    gradients::backward_with::<F2>(g, x, dy, w, dx, accumulate)
 }
 
 /// `dx` for upstream gradient `dy`, for a convolution [`applies`] accepts.

@@ -40,6 +40,10 @@ pub(super) trait Variant {
     fn tiles(h: usize, w: usize) -> Tiles;
     /// `U [XI, Co, Ci] = G g Gᵀ` for every kernel of `w [Co, Ci, 3, 3]`.
     fn transform_weights(w: &[f32]) -> Pooled;
+    /// [`Variant::transform_weights`] laid out `[XI, Ci, Co]`: the input gradient's `U[xi]ᵀ`.
+    fn transform_weights_t(w: &[f32], cin: usize) -> Pooled;
+    /// `dw [Co, Ci, 3, 3] = Gᵀ dU G` for `dU [XI, Co, Ci]`.
+    fn inverse_weights(du: &[f32]) -> Vec<f32>;
     /// Scratch floats of [`Variant::transform_input`].
     fn input_scratch(t: Tiles) -> usize;
     /// `V = Bᵀ d B` for every tile of one `[h, w]` input plane.

@@ -11,16 +11,17 @@
 //!      [0  4  0 -5  0  1]       [   0     0     1]
 //! ```
 //!
-//! The forward and the input gradient only (the passes where the output tile's size pays);
-//! the weight gradient keeps F(2x2) or im2col. Training uses the forward alone, where
-//! [`pays`]; the input gradient (its transforms still the portable loops) is tested here
-//! and timed in `examples/bench_conv.rs`. Its larger constants cost precision: against
-//! im2col in f32 the forward differed by 6.7e-6 of the output's scale on 64 input channels
-//! and 1.3e-5 on 128, ten to twenty times F(2x2)'s 6e-7 and 7e-7 (tests below allow 5e-5). As in [`super::transforms`], every transform works on whole tile
+//! All three passes, where [`pays`]: the forward, and both gradients in one pass
+//! ([`backward_into`], F(2x2)'s driver over this variant's transforms). Its larger constants
+//! cost precision: against im2col in f32 the forward differed by 6.7e-6 of the output's scale
+//! on 64 input channels and 1.3e-5 on 128, the input gradient by 4.6e-6 and 5.0e-6, the
+//! weight gradient by 4.8e-6 and 5.4e-6, about ten times F(2x2)'s 3e-7 to 7e-7 (the tests
+//! below allow 5e-5). As in [`super::transforms`], every transform works on whole tile
 //! rows: a padded row's columns are split by their index modulo 4, after which tile `tx`
 //! reads element `tx` or `tx + 1` of each phase and every step is a loop over `tx`.
 
 use super::drivers::{self, Variant};
+use super::gradients;
 use super::transforms::{Slot, Tiles};
 use crate::model::conv_kernels::{ConvGeom, Pooled};
 
@@ -31,7 +32,6 @@ use transforms::{
     input_scratch, inverse_input, inverse_output, out_grad_scratch, output_scratch, plane_scratch,
     transform_input, transform_out_grad,
 };
-use weights::transform_weights;
 
 /// Positions of a transformed 6x6 tile.
 pub(super) const XI: usize = 36;
@@ -55,7 +55,15 @@ impl Variant for F4 {
     }
 
     fn transform_weights(w: &[f32]) -> Pooled {
-        transform_weights(w)
+        weights::transform_weights(w)
+    }
+
+    fn transform_weights_t(w: &[f32], cin: usize) -> Pooled {
+        weights::transform_weights_t(w, cin)
+    }
+
+    fn inverse_weights(du: &[f32]) -> Vec<f32> {
+        weights::inverse_weights(du)
     }
 
     fn input_scratch(t: Tiles) -> usize {
@@ -113,15 +121,15 @@ impl Variant for F4 {
     }
 }
 
-/// Whether the forward pays with F(4x4) rather than F(2x2), given that [`super::pays`]:
-/// maps whose sides are whole tiles, with at least 256 tiles in the batch. Measured with
-/// `examples/bench_conv.rs` (batch 16, a Xeon with AVX-512, once the transforms had AVX2
-/// versions), F(2x2)'s time over F(4x4)'s in the forward: 1.21-1.32 at 16x16 and 32x32 maps
-/// (128 px), 1.29-1.46 at 28x28 and 56x56 (224 px), 1.13 at 16x16 of 64 channels (64 px);
-/// 1.03 at 14x14, where a fifth of the tiles' outputs is padding; 0.63-0.73 at 8x8 (64
-/// tiles), where transforming the kernels (36 matrices of `Co x Ci`) costs more than the
-/// multiplies saved. The input gradient stays on F(2x2), which shares its transformed
-/// output gradient with the weight gradient.
+/// Whether F(4x4) pays rather than F(2x2), given that [`super::pays`]: maps whose sides are
+/// whole tiles, with at least 256 tiles in the batch. Measured with `examples/bench_conv.rs`
+/// (batch 16, a Xeon with AVX-512, once the transforms had AVX2 versions), F(2x2)'s time
+/// over F(4x4)'s in the forward: 1.21-1.32 at 16x16 and 32x32 maps (128 px), 1.29-1.46 at
+/// 28x28 and 56x56 (224 px), 1.07-1.13 at 16x16 of 64 channels (64 px); 1.03 at 14x14, where
+/// a fifth of the tiles' outputs is padding; 0.63-0.73 at 8x8 (64 tiles), where transforming
+/// the kernels (36 matrices of `Co x Ci`) costs more than the multiplies saved. Both
+/// gradients in one pass: 1.35 at 32x32, 1.10 at 16x16 (128 channels), 1.31-1.35 at 56x56
+/// and 28x28, 1.07 at 64 px's 16x16, 0.90 at 14x14 and 0.66-0.78 at 8x8.
 pub fn pays(g: &ConvGeom) -> bool {
     let t = tiles(g.ho, g.wo);
     super::applies(g)
@@ -141,6 +149,24 @@ pub fn input_grad_into(g: &ConvGeom, dy: &[f32], w: &[f32], dx: &mut [f32], accu
     drivers::input_grad_with::<F4>(g, dy, w, dx, accumulate)
 }
 
+/// `dw` for upstream gradient `dy`, for a convolution [`super::applies`] accepts.
+pub fn weight_grad(g: &ConvGeom, x: &[f32], dy: &[f32]) -> Vec<f32> {
+    gradients::weight_grad_with::<F4>(g, x, dy)
+}
+
+/// Both gradients in one pass, as [`super::backward_into`]: the input gradient into `dx`
+/// (added onto it when `accumulate`) and `dw` returned.
+pub fn backward_into(
+    g: &ConvGeom,
+    x: &[f32],
+    dy: &[f32],
+    w: &[f32],
+    dx: &mut [f32],
+    accumulate: bool,
+) -> Vec<f32> {
+    gradients::backward_with::<F4>(g, x, dy, w, dx, accumulate)
+}
+
 #[cfg(test)]
 mod tests {
     use super::transforms::{a, at, b, bt};
@@ -156,6 +182,10 @@ mod tests {
             .zip(reference)
             .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
         d / scale
+    }
+
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|x| x.to_bits()).collect()
     }
 
     /// The transforms are each other's adjoints: `<Bᵀ d, v> = <d, B v>`, `<Aᵀ m, e> = <m, A e>`.
@@ -186,12 +216,13 @@ mod tests {
         assert!(!pays(&strided));
     }
 
-    /// The forward and the input gradient equal im2col's within 5e-5 of the result's scale, on
+    /// The forward and both gradients equal im2col's within 5e-5 of the result's scale, on
     /// ResNet's shapes and random ones: odd sides, maps smaller than a tile, batches that do
-    /// and do not fill a group; accumulating adds exactly once. (Measured: 6.7e-6 on 64 and
+    /// and do not fill a group; accumulating adds exactly once, and the one-pass backward
+    /// gives the floats of the separate passes. (Measured: 6.7e-6 on 64 and
     /// 1.3e-5 on 128 input channels, where F(2x2) gives 6e-7 and 7e-7.)
     #[test]
-    fn forward_and_input_gradient_match_im2col() {
+    fn passes_match_im2col() {
         let mut r = Rng::new(5);
         let mut pick = |lo: usize, hi: usize| lo + (r.next_u64() as usize) % (hi - lo + 1);
         let mut cases = vec![
@@ -231,6 +262,14 @@ mod tests {
             let added: Vec<f32> = acc.iter().zip(&base).map(|(a, b)| a - b).collect();
             let d = max_rel(&added, &want);
             assert!(d < 1e-4, "accumulated input gradient {g:?}: {d}");
+            let want_dw = conv_kernels::weight_grad(&g, &x, &dy);
+            let d = max_rel(&weight_grad(&g, &x, &dy), &want_dw);
+            assert!(d < 5e-5, "weight gradient {g:?}: {d}");
+            // One pass: the floats of the two calls.
+            let mut dx1 = base.clone();
+            let dw1 = backward_into(&g, &x, &dy, &w, &mut dx1, true);
+            assert_eq!(bits(&dx1), bits(&acc), "{g:?}");
+            assert_eq!(bits(&dw1), bits(&weight_grad(&g, &x, &dy)), "{g:?}");
         }
     }
 }

@@ -1,39 +1,38 @@
-//! The gradients of F(2x2, 3x3): the weight gradient alone (the stem-side case where no input
-//! gradient is wanted) and both gradients in one pass over the batch's groups.
+//! The gradients of a Winograd variant: the weight gradient alone (the stem-side case where
+//! no input gradient is wanted) and both gradients in one pass over the batch's groups.
 
-use super::drivers::{gemms, inverse_group, run_stride, schedule, transform_group};
-use super::transforms::{self, Tiles, XI};
-use super::weight_transforms;
+use super::drivers::{gemms, inverse_group, run_stride, schedule, transform_group, Variant};
+use super::transforms::Tiles;
 use super::{applies, ConvGeom};
 use crate::model::conv_kernels::{sum_over_groups_in, with_scratch, Group, Mat, Pooled, SendPtr};
 
-/// `dw` for upstream gradient `dy`, for a convolution [`applies`] accepts.
-pub fn weight_grad(g: &ConvGeom, x: &[f32], dy: &[f32]) -> Vec<f32> {
+/// `dw` for upstream gradient `dy` with variant `V`, for a convolution [`applies`] accepts.
+pub(super) fn weight_grad_with<V: Variant>(g: &ConvGeom, x: &[f32], dy: &[f32]) -> Vec<f32> {
     assert!(applies(g));
     assert_eq!((x.len(), dy.len()), (g.x_len(), g.y_len()));
-    let t = Tiles::of(g.ho, g.wo);
+    let t = V::tiles(g.ho, g.wo);
     let sched = schedule(g, t);
-    let (ci, co) = (g.cin, g.cout);
+    let (ci, co, xi) = (g.cin, g.cout, V::XI);
     let inner = !sched.parallel_groups;
-    let du = sum_over_groups_in(&sched, g.batch, XI * co * ci, Pooled::zeroed, |grp, du| {
+    let du = sum_over_groups_in(&sched, g.batch, xi * co * ci, Pooled::zeroed, |grp, du| {
         let n = grp.images() * t.per_image();
-        with_scratch(XI * run_stride(ci, n), XI * run_stride(co, n), |v, z| {
-            transform_x(g, t, grp, x, v, inner);
-            transform_dy(g, t, grp, dy, z, inner);
-            add_weight_grad(g, n, z, v, du, inner);
+        with_scratch(xi * run_stride(ci, n), xi * run_stride(co, n), |v, z| {
+            transform_x::<V>(g, t, grp, x, v, inner);
+            transform_dy::<V>(g, t, grp, dy, z, inner);
+            add_weight_grad::<V>(g, n, z, v, du, inner);
         });
     });
-    weight_transforms::inverse_weights(&du)
+    V::inverse_weights(&du)
 }
 
-/// Both gradients for upstream gradient `dy`: the input gradient into `dx` (added onto it
-/// when `accumulate`, else written over it) and `dw` returned, for a convolution [`applies`]
-/// accepts. One pass over the groups: each group's `Z = A dy Aᵀ` is made once and feeds the
-/// input gradient's GEMMs and then the weight gradient's, where [`super::input_grad_into`]
-/// and [`weight_grad`] each transform `dy` themselves; `V` is made over `dV` once the input
-/// gradient has read it. The same GEMMs in the same order: the floats of both gradients are
-/// those of the two calls.
-pub fn backward_into(
+/// Both gradients for upstream gradient `dy` with variant `V`: the input gradient into `dx`
+/// (added onto it when `accumulate`, else written over it) and `dw` returned, for a
+/// convolution [`applies`] accepts. One pass over the groups: each group's `Z = A dy Aᵀ` is
+/// made once and feeds the input gradient's GEMMs and then the weight gradient's, where the
+/// input gradient's driver and [`weight_grad_with`] each transform `dy` themselves; `V` is
+/// made over `dV` once the input gradient has read it. The same GEMMs in the same order:
+/// the floats of both gradients are those of the two calls.
+pub(super) fn backward_with<V: Variant>(
     g: &ConvGeom,
     x: &[f32],
     dy: &[f32],
@@ -46,22 +45,22 @@ pub fn backward_into(
         (x.len(), dy.len(), w.len(), dx.len()),
         (g.x_len(), g.y_len(), g.w_len(), g.x_len())
     );
-    let t = Tiles::of(g.ho, g.wo);
+    let t = V::tiles(g.ho, g.wo);
     let sched = schedule(g, t);
-    let (ci, co) = (g.cin, g.cout);
+    let (ci, co, xi) = (g.cin, g.cout, V::XI);
     let inner = !sched.parallel_groups;
-    let ut = weight_transforms::transform_weights_t(w, ci);
+    let ut = V::transform_weights_t(w, ci);
     let dxp = SendPtr(dx.as_mut_ptr());
     // Each worker's groups are its own images: their planes of dx are written by it alone.
-    let du = sum_over_groups_in(&sched, g.batch, XI * co * ci, Pooled::zeroed, |grp, du| {
+    let du = sum_over_groups_in(&sched, g.batch, xi * co * ci, Pooled::zeroed, |grp, du| {
         let n = grp.images() * t.per_image();
-        with_scratch(XI * run_stride(co, n), XI * run_stride(ci, n), |z, v| {
-            transform_dy(g, t, grp, dy, z, inner);
+        with_scratch(xi * run_stride(co, n), xi * run_stride(ci, n), |z, v| {
+            transform_dy::<V>(g, t, grp, dy, z, inner);
             let zm = Mat::row_major(z.as_ptr(), n);
             // dV[xi] = U[xi]ᵀ Z[xi].
             let utm = Mat::row_major(ut.as_ptr(), co);
             gemms(
-                XI,
+                xi,
                 ci,
                 n,
                 co,
@@ -80,18 +79,25 @@ pub fn backward_into(
                 v,
                 dxp,
                 inner,
-                t.plane_scratch(),
-                |dv, s, out, buf| transforms::inverse_input(dv, s, t, out, g.w, buf, accumulate),
+                V::plane_scratch(t),
+                |dv, s, out, buf| V::inverse_input(dv, s, t, out, g.w, buf, accumulate),
             );
-            transform_x(g, t, grp, x, v, inner);
-            add_weight_grad(g, n, z, v, du, inner);
+            transform_x::<V>(g, t, grp, x, v, inner);
+            add_weight_grad::<V>(g, n, z, v, du, inner);
         });
     });
-    weight_transforms::inverse_weights(&du)
+    V::inverse_weights(&du)
 }
 
-/// `V = Bᵀ d B` of the group's images of `x` into `v` (`[16, Ci, n]`).
-fn transform_x(g: &ConvGeom, t: Tiles, grp: Group, x: &[f32], v: &mut [f32], inner: bool) {
+/// `V = Bᵀ d B` of the group's images of `x` into `v` (`[XI, Ci, n]`).
+fn transform_x<V: Variant>(
+    g: &ConvGeom,
+    t: Tiles,
+    grp: Group,
+    x: &[f32],
+    v: &mut [f32],
+    inner: bool,
+) {
     transform_group(
         t,
         grp,
@@ -100,13 +106,20 @@ fn transform_x(g: &ConvGeom, t: Tiles, grp: Group, x: &[f32], v: &mut [f32], inn
         x,
         v,
         inner,
-        t.row_scratch(),
-        |p, v, s, buf| transforms::transform_input(p, g.w, t, v, s, buf),
+        V::input_scratch(t),
+        |p, v, s, buf| V::transform_input(p, g.w, t, v, s, buf),
     );
 }
 
-/// `Z = A dy Aᵀ` of the group's images of `dy` into `z` (`[16, Co, n]`).
-fn transform_dy(g: &ConvGeom, t: Tiles, grp: Group, dy: &[f32], z: &mut [f32], inner: bool) {
+/// `Z = A dy Aᵀ` of the group's images of `dy` into `z` (`[XI, Co, n]`).
+fn transform_dy<V: Variant>(
+    g: &ConvGeom,
+    t: Tiles,
+    grp: Group,
+    dy: &[f32],
+    z: &mut [f32],
+    inner: bool,
+) {
     transform_group(
         t,
         grp,
@@ -115,19 +128,26 @@ fn transform_dy(g: &ConvGeom, t: Tiles, grp: Group, dy: &[f32], z: &mut [f32], i
         dy,
         z,
         inner,
-        t.row_scratch(),
-        |p, z, s, buf| transforms::transform_out_grad(p, g.wo, t, z, s, buf),
+        V::out_grad_scratch(t),
+        |p, z, s, buf| V::transform_out_grad(p, g.wo, t, z, s, buf),
     );
 }
 
 /// `dU[xi] += Z[xi] V[xi]ᵀ` over the group's `n` tiles.
-fn add_weight_grad(g: &ConvGeom, n: usize, z: &[f32], v: &[f32], du: &mut [f32], inner: bool) {
+fn add_weight_grad<V: Variant>(
+    g: &ConvGeom,
+    n: usize,
+    z: &[f32],
+    v: &[f32],
+    du: &mut [f32],
+    inner: bool,
+) {
     let (ci, co) = (g.cin, g.cout);
     let zm = Mat::row_major(z.as_ptr(), n);
     // V[xi]ᵀ: [n, Ci] read from V[xi] [Ci, n].
     let vt = Mat::row_major(v.as_ptr(), n).t();
     gemms(
-        XI,
+        V::XI,
         co,
         ci,
         n,

@@ -1,20 +1,22 @@
-//! The kernel transforms of F(2x2, 3x3): `U = G g Gᵀ` for every 3x3 kernel, and the weight
-//! gradient's way back, `dw = Gᵀ dU G`.
+//! The kernel transforms of the Winograd variants, `U = G g Gᵀ` for every 3x3 kernel, and the
+//! weight gradient's way back, `dw = Gᵀ dU G`: the drivers, generic in a variant's
+//! transform of one block of kernels, and F(2x2, 3x3)'s blocks.
 //!
-//! Both work on blocks of [`LANES`] kernels whose values sit side by side in each of the 16
-//! matrices, so every matrix is read or written a cache line at a time. One kernel at a time,
-//! each of its 16 values went to a different matrix, and the matrices (`Co x Ci` floats, a
-//! multiple of 4 KB) all start in the same cache set: on 512 x 512 kernels `U` took 17 ms,
-//! about 1 GB/s. The arithmetic of each kernel is the same, in the same order.
+//! Both work on blocks of [`LANES`] kernels whose values sit side by side in each of the
+//! `N` matrices, so every matrix is read or written a cache line at a time. One kernel at a
+//! time, each of its 16 values went to a different matrix, and the matrices (`Co x Ci`
+//! floats, a multiple of 4 KB) all start in the same cache set: on 512 x 512 kernels `U`
+//! took 17 ms, about 1 GB/s. The arithmetic of each kernel is the same, in the same order.
 
 use super::transforms::XI;
 use crate::model::conv_kernels::{Pooled, SendPtr};
 use rayon::prelude::*;
 
 /// Kernels per block: one cache line of each matrix.
-const LANES: usize = 16;
+pub(super) const LANES: usize = 16;
 
-type Lanes = [f32; LANES];
+/// One value of each of a block's kernels.
+pub(super) type Lanes = [f32; LANES];
 
 /// `G f = (f0, (f0 + f1 + f2)/2, (f0 - f1 + f2)/2, f2)`, lane by lane.
 #[inline(always)]
@@ -39,13 +41,24 @@ fn gt(e: [&Lanes; 4]) -> [Lanes; 3] {
     ]
 }
 
-/// `G g Gᵀ` of a block's kernels, `k[t][l]` tap `t` of lane `l`'s kernel: `u[xi][l]`.
+/// F(2x2)'s `G g Gᵀ` of a block's kernels, `k[t][l]` tap `t` of lane `l`'s kernel: `u[xi][l]`.
 #[inline(always)]
 fn transform_block(k: &[Lanes; 9]) -> [Lanes; XI] {
     // Column j of every kernel, then each row of the results.
     let cols: [[Lanes; 4]; 3] = std::array::from_fn(|j| g([&k[j], &k[3 + j], &k[6 + j]]));
     let rows: [[Lanes; 4]; 4] = std::array::from_fn(|i| g([&cols[0][i], &cols[1][i], &cols[2][i]]));
     std::array::from_fn(|xi| rows[xi / 4][xi % 4])
+}
+
+/// F(2x2)'s `Gᵀ e G` of a block's 16 values: `dw[t][l]`, tap `t` of lane `l`'s kernel.
+#[inline(always)]
+fn inverse_block(e: &[Lanes; XI]) -> [Lanes; 9] {
+    // Each row i of 4: Gᵀ of its four values; then Gᵀ of each column j of 3.
+    let rows: [[Lanes; 3]; 4] =
+        std::array::from_fn(|i| gt([&e[4 * i], &e[4 * i + 1], &e[4 * i + 2], &e[4 * i + 3]]));
+    let cols: [[Lanes; 3]; 3] =
+        std::array::from_fn(|j| gt([&rows[0][j], &rows[1][j], &rows[2][j], &rows[3][j]]));
+    std::array::from_fn(|t| cols[t % 3][t / 3])
 }
 
 /// Writes the first `len` lanes of `v` at `dst`: a whole block as one 64-byte copy.
@@ -63,8 +76,27 @@ unsafe fn store(v: &Lanes, dst: *mut f32, len: usize) {
 
 /// `U [16, Co, Ci] = G g Gᵀ` for every 3x3 kernel `g` of `w [Co, Ci, 3, 3]`.
 pub(super) fn transform_weights(w: &[f32]) -> Pooled {
+    transform_weights_with(w, transform_block)
+}
+
+/// [`transform_weights`] laid out `[16, Ci, Co]`: the input gradient's `U[xi]ᵀ` as plain
+/// row-major matrices, which `gemm` reads faster than a transposed view.
+pub(super) fn transform_weights_t(w: &[f32], cin: usize) -> Pooled {
+    transform_weights_t_with(w, cin, transform_block)
+}
+
+/// `dw [Co, Ci, 3, 3] = Gᵀ dU G` for `dU [16, Co, Ci]`.
+pub(super) fn inverse_weights(du: &[f32]) -> Vec<f32> {
+    inverse_weights_with(du, inverse_block)
+}
+
+/// `U [N, Co, Ci]` for every 3x3 kernel of `w [Co, Ci, 3, 3]`, `f` transforming a block.
+pub(super) fn transform_weights_with<const N: usize>(
+    w: &[f32],
+    f: impl Fn(&[Lanes; 9]) -> [Lanes; N] + Sync,
+) -> Pooled {
     let plane = w.len() / 9;
-    let mut u = Pooled::any(XI * plane);
+    let mut u = Pooled::any(N * plane);
     let up = SendPtr(u.as_mut_ptr());
     // Blocks of consecutive kernels: consecutive columns of every matrix.
     (0..plane.div_ceil(LANES)).into_par_iter().for_each(|b| {
@@ -75,7 +107,7 @@ pub(super) fn transform_weights(w: &[f32]) -> Pooled {
                 k[t][l] = kernel[t];
             }
         }
-        for (xi, v) in transform_block(&k).iter().enumerate() {
+        for (xi, v) in f(&k).iter().enumerate() {
             // SAFETY: columns k0..k0 + len of matrix xi are this block's alone.
             unsafe { store(v, up.get().add(xi * plane + k0), len) };
         }
@@ -83,12 +115,15 @@ pub(super) fn transform_weights(w: &[f32]) -> Pooled {
     u
 }
 
-/// [`transform_weights`] laid out `[16, Ci, Co]`: the input gradient's `U[xi]ᵀ` as plain
-/// row-major matrices, which `gemm` reads faster than a transposed view.
-pub(super) fn transform_weights_t(w: &[f32], cin: usize) -> Pooled {
+/// [`transform_weights_with`] laid out `[N, Ci, Co]`.
+pub(super) fn transform_weights_t_with<const N: usize>(
+    w: &[f32],
+    cin: usize,
+    f: impl Fn(&[Lanes; 9]) -> [Lanes; N] + Sync,
+) -> Pooled {
     let plane = w.len() / 9;
     let cout = plane / cin;
-    let mut u = Pooled::any(XI * plane);
+    let mut u = Pooled::any(N * plane);
     let up = SendPtr(u.as_mut_ptr());
     // A task is LANES input channels by LANES output channels, the latter one block of lanes:
     // it reads LANES runs of LANES kernels and writes, for each input channel, a line of one
@@ -108,7 +143,7 @@ pub(super) fn transform_weights_t(w: &[f32], cin: usize) -> Pooled {
                         k[t][l] = kernel[t];
                     }
                 }
-                for (xi, v) in transform_block(&k).iter().enumerate() {
+                for (xi, v) in f(&k).iter().enumerate() {
                     let at = xi * plane + ci * cout + c0;
                     // SAFETY: row ci, columns c0..c0 + len of matrix xi are this task's alone.
                     unsafe { store(v, up.get().add(at), len) };
@@ -118,28 +153,25 @@ pub(super) fn transform_weights_t(w: &[f32], cin: usize) -> Pooled {
     u
 }
 
-/// `dw [Co, Ci, 3, 3] = Gᵀ dU G` for `dU [16, Co, Ci]`.
-pub(super) fn inverse_weights(du: &[f32]) -> Vec<f32> {
-    let plane = du.len() / XI;
+/// `dw [Co, Ci, 3, 3]` for `dU [N, Co, Ci]`, `f` taking a block back.
+pub(super) fn inverse_weights_with<const N: usize>(
+    du: &[f32],
+    f: impl Fn(&[Lanes; N]) -> [Lanes; 9] + Sync,
+) -> Vec<f32> {
+    let plane = du.len() / N;
     let mut dw = vec![0f32; 9 * plane];
     dw.par_chunks_mut(9 * LANES)
         .enumerate()
         .for_each(|(b, out)| {
             let (k0, len) = (b * LANES, out.len() / 9);
-            let mut e = [[0f32; LANES]; XI];
+            let mut e = [[0f32; LANES]; N];
             for (xi, lanes) in e.iter_mut().enumerate() {
                 lanes[..len].copy_from_slice(&du[xi * plane + k0..][..len]);
             }
-            // Each row i of 4: Gᵀ of its four values; then Gᵀ of each column j of 3.
-            let rows: [[Lanes; 3]; 4] = std::array::from_fn(|i| {
-                gt([&e[4 * i], &e[4 * i + 1], &e[4 * i + 2], &e[4 * i + 3]])
-            });
-            for j in 0..3 {
-                let col = gt([&rows[0][j], &rows[1][j], &rows[2][j], &rows[3][j]]);
-                for (i, v) in col.iter().enumerate() {
-                    for (l, kernel) in out.chunks_exact_mut(9).enumerate() {
-                        kernel[3 * i + j] = v[l];
-                    }
+            let taps = f(&e);
+            for (l, kernel) in out.chunks_exact_mut(9).enumerate() {
+                for (t, v) in kernel.iter_mut().enumerate() {
+                    *v = taps[t][l];
                 }
             }
         });
