@@ -269,6 +269,11 @@ pub(super) fn transform_out_grad(
     slot: Slot,
     buf: &mut [f32],
 ) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::simd::avx2() {
+        // SAFETY: the CPU has AVX2; the caller's slot and plane as here.
+        return unsafe { avx2::transform_out_grad(plane, wo, t, z, slot) };
+    }
     let ho = plane.len() / wo;
     let tw = t.tw;
     let (rows, cols) = buf[..40 * tw].split_at_mut(16 * tw);
@@ -305,7 +310,11 @@ pub(super) fn transform_out_grad(
 /// Scratch floats of [`inverse_input`]: the padded plane in phases, and a tile row's
 /// transforms.
 pub(super) fn plane_scratch(t: Tiles) -> usize {
-    4 * (4 * t.th + 2) * (t.tw + 1) + 72 * t.tw
+    let portable = 4 * (4 * t.th + 2) * (t.tw + 1) + 72 * t.tw;
+    #[cfg(target_arch = "x86_64")]
+    return portable.max(avx2::acc_scratch(t));
+    #[cfg(not(target_arch = "x86_64"))]
+    portable
 }
 
 /// `dx = Σ_tiles B dV Bᵀ` for one `[h, w]` input plane (added onto `plane` when `accumulate`):
@@ -319,6 +328,11 @@ pub(super) fn inverse_input(
     buf: &mut [f32],
     accumulate: bool,
 ) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::simd::avx2() {
+        // SAFETY: the CPU has AVX2; the caller's slot and plane as here.
+        return unsafe { avx2::inverse_input(dv, slot, t, plane, w, buf, accumulate) };
+    }
     let h = plane.len() / w;
     let (tw, n) = (t.tw, t.tw + 1);
     let rows = 4 * t.th + 2;

@@ -245,6 +245,29 @@ pub(super) unsafe fn inverse_output(
     }
 }
 
+/// Lane `l` of the result is lane `l - 1` of `cur`, and lane 0 is lane 7 of `prev`: a row of
+/// tiles' values moved one tile right, the eight tiles before them supplying the first.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(in crate::model::winograd) fn from_left(cur: __m256, prev: __m256) -> __m256 {
+    let rot = _mm256_setr_epi32(7, 0, 1, 2, 3, 4, 5, 6);
+    let (c, p) = (
+        _mm256_permutevar8x32_ps(cur, rot),
+        _mm256_permutevar8x32_ps(prev, rot),
+    );
+    _mm256_blend_ps::<1>(c, p)
+}
+
+/// Lane 7 of `v`.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(in crate::model::winograd) fn last(v: __m256) -> f32 {
+    _mm_cvtss_f32(_mm256_castps256_ps128(_mm256_permutevar8x32_ps(
+        v,
+        _mm256_set1_epi32(7),
+    )))
+}
+
 /// [`super::inverse_input`]: `dx = Σ_tiles B dV Bᵀ` for one `[h, w]` input plane, added onto
 /// `plane` when `accumulate`. Tiles overlap by two rows and columns: each tile row adds into
 /// a zero-padded plane kept as even and odd columns (`acc`, [`acc_scratch`] floats), each
@@ -268,15 +291,6 @@ pub(super) unsafe fn inverse_input(
     let acc = &mut acc[..acc_scratch(t)];
     acc.fill(0.0);
     let base = acc.as_mut_ptr();
-    // Lane l of the result: lane l - 1 of `cur`, lane 0 from lane 7 of `prev`.
-    let from_left = |cur: __m256, prev: __m256| {
-        let rot = _mm256_setr_epi32(7, 0, 1, 2, 3, 4, 5, 6);
-        let (c, p) = (
-            _mm256_permutevar8x32_ps(cur, rot),
-            _mm256_permutevar8x32_ps(prev, rot),
-        );
-        _mm256_blend_ps::<1>(c, p)
-    };
     for ty in 0..t.th {
         // The right-hand columns (r2, r3) of the tiles left of the current eight, per row.
         let mut left = [[_mm256_setzero_ps(); 2]; 4];
@@ -323,12 +337,6 @@ pub(super) unsafe fn inverse_input(
         if tw % 8 == 0 {
             for (i, [l2, l3]) in left.iter().enumerate() {
                 let row = 2 * ty + i;
-                let last = |v: __m256| {
-                    _mm_cvtss_f32(_mm256_castps256_ps128(_mm256_permutevar8x32_ps(
-                        v,
-                        _mm256_set1_epi32(7),
-                    )))
-                };
                 // SAFETY: tw < n, inside padded rows 2 row, 2 row + 1.
                 unsafe {
                     *base.add(2 * row * n + tw) += last(*l2);
