@@ -1,7 +1,7 @@
 //! Times each convolution pass (forward, input gradient, weight gradient) of ResNet-18's
-//! 3x3 stride-1 shapes at one input size with each kernel: im2col, Winograd F(2x2, 3x3) and,
-//! for the forward and the input gradient, F(4x4, 3x3). Kernels alternate within each round;
-//! medians over rounds. `cargo run --release --example bench_conv -- [size] [batch] [rounds]
+//! 3x3 stride-1 shapes at one input size with each kernel: im2col, Winograd F(2x2, 3x3) and
+//! F(4x4, 3x3), and both gradients together (`both`: Winograd's one-pass backward). Kernels
+//! alternate within each round; medians over rounds. `cargo run --release --example bench_conv -- [size] [batch] [rounds]
 //! [channels]`: the last keeps only the shape with that many channels (for `perf`).
 
 use drpipe::model::conv_kernels::{self, ConvGeom};
@@ -59,7 +59,7 @@ fn main() {
         let mut out = vec![0f32; g.y_len().max(g.x_len())];
         let out = std::cell::RefCell::new(&mut out[..]);
         let (yl, xl) = (g.y_len(), g.x_len());
-        let rows: [(&str, Kernels); 3] = [
+        let rows: [(&str, Kernels); 4] = [
             (
                 "fwd",
                 vec![
@@ -95,6 +95,42 @@ fn main() {
                 vec![
                     Box::new(|| drop(conv_kernels::weight_grad(&g, &x, &dy))),
                     Box::new(|| drop(winograd::weight_grad(&g, &x, &dy))),
+                    Box::new(|| drop(f4::weight_grad(&g, &x, &dy))),
+                ],
+            ),
+            (
+                "both",
+                vec![
+                    Box::new(|| {
+                        conv_kernels::input_grad_into(
+                            &g,
+                            &dy,
+                            &w,
+                            &mut out.borrow_mut()[..xl],
+                            false,
+                        );
+                        drop(conv_kernels::weight_grad(&g, &x, &dy))
+                    }),
+                    Box::new(|| {
+                        drop(winograd::backward_into(
+                            &g,
+                            &x,
+                            &dy,
+                            &w,
+                            &mut out.borrow_mut()[..xl],
+                            false,
+                        ))
+                    }),
+                    Box::new(|| {
+                        drop(f4::backward_into(
+                            &g,
+                            &x,
+                            &dy,
+                            &w,
+                            &mut out.borrow_mut()[..xl],
+                            false,
+                        ))
+                    }),
                 ],
             ),
         ];

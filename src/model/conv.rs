@@ -6,79 +6,19 @@
 //! products. The input gradient is skipped for inputs that need none (the images).
 //!
 //! The 3x3 stride-1 convolutions over maps with enough tiles use Winograd F(2x2, 3x3)
-//! ([`super::winograd`], where [`winograd::pays`] says why), and their forward F(4x4, 3x3)
-//! on larger maps ([`winograd::f4::pays`]), unless [`set_winograd`] turns it off.
+//! ([`super::winograd`], where [`super::winograd::pays`] says why), and F(4x4, 3x3) on larger
+//! maps ([`super::winograd::f4::pays`]), in all three passes, unless [`set_winograd`] turns
+//! it off (the choice is in [`dispatch`]).
 //!
 //! Other devices and dtypes keep candle's conv (its CUDA kernels, cuDNN when enabled).
 
-use super::conv_kernels::{self, ConvGeom};
+use super::conv_kernels::ConvGeom;
 use super::cpu_data::f32_slice;
-use super::winograd;
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
-use std::sync::atomic::{AtomicBool, Ordering};
 
-static WINOGRAD: AtomicBool = AtomicBool::new(true);
+mod dispatch;
 
-/// Use Winograd for the convolutions it handles (the default) or im2col for all: the
-/// benchmark's A/B switch. Results differ only by float rounding.
-pub fn set_winograd(on: bool) {
-    WINOGRAD.store(on, Ordering::Relaxed);
-}
-
-fn use_winograd(g: &ConvGeom) -> bool {
-    WINOGRAD.load(Ordering::Relaxed) && winograd::pays(g)
-}
-
-/// `y = conv(x, w)` into `y`, with the kernel [`conv2d`] would choose.
-pub fn forward_into(g: &ConvGeom, x: &[f32], w: &[f32], y: &mut [f32]) {
-    if use_winograd(g) && winograd::f4::pays(g) {
-        winograd::f4::forward_into(g, x, w, y)
-    } else if use_winograd(g) {
-        winograd::forward_into(g, x, w, y)
-    } else {
-        conv_kernels::forward_into(g, x, w, y)
-    }
-}
-
-/// The input gradient into `dx`, added onto it when `accumulate`, with the kernel
-/// [`conv2d`]'s backward would choose.
-pub fn input_grad_into(g: &ConvGeom, dy: &[f32], w: &[f32], dx: &mut [f32], accumulate: bool) {
-    if use_winograd(g) {
-        winograd::input_grad_into(g, dy, w, dx, accumulate)
-    } else {
-        conv_kernels::input_grad_into(g, dy, w, dx, accumulate)
-    }
-}
-
-/// The weight gradient, with the kernel [`conv2d`]'s backward would choose.
-pub fn weight_grad(g: &ConvGeom, x: &[f32], dy: &[f32]) -> Vec<f32> {
-    if use_winograd(g) {
-        winograd::weight_grad(g, x, dy)
-    } else {
-        conv_kernels::weight_grad(g, x, dy)
-    }
-}
-
-/// Both gradients: the input gradient into `dx` (added onto it when `accumulate`) and the
-/// weight gradient returned, with the kernels [`conv2d`]'s backward would choose. Winograd
-/// makes them in one pass ([`winograd::backward_into`]); the floats are those of
-/// [`input_grad_into`] and [`weight_grad`] either way.
-pub fn backward_into(
-    g: &ConvGeom,
-    x: &[f32],
-    dy: &[f32],
-    w: &[f32],
-    dx: &mut [f32],
-    accumulate: bool,
-) -> Vec<f32> {
-    if use_winograd(g) {
-        winograd::backward_into(g, x, dy, w, dx, accumulate)
-    } else {
-        let dw = conv_kernels::weight_grad(g, x, dy);
-        conv_kernels::input_grad_into(g, dy, w, dx, accumulate);
-        dw
-    }
-}
+pub use dispatch::{backward_into, forward_into, input_grad_into, set_winograd, weight_grad};
 
 /// `x` `[B, Ci, H, W]`, `w` `[Co, Ci, k, k]`, dilation 1, groups 1.
 pub fn conv2d(x: &Tensor, w: &Tensor, padding: usize, stride: usize) -> Result<Tensor> {
@@ -305,6 +245,8 @@ mod tests {
         let cases = [
             ([4, 3, 64, 64], [64, 3, 7, 7], 2, 3),
             ([4, 64, 16, 16], [64, 64, 3, 3], 1, 1),
+            // 256 tiles of 4x4: Winograd F(4x4) in all three passes.
+            ([16, 64, 16, 16], [64, 64, 3, 3], 1, 1),
             ([4, 64, 16, 16], [128, 64, 3, 3], 2, 1),
             ([4, 128, 8, 8], [256, 128, 1, 1], 2, 0),
             ([4, 256, 4, 4], [512, 256, 3, 3], 2, 1),

@@ -159,9 +159,10 @@ impl Stage for TrainStage {
     /// again on 8x8 (and 7x7) maps of 16 images where the FMAs are 512 bits wide, as on other
     /// CPUs (`winograd::pays`). 10: the forward of 3x3 convolutions on large maps takes
     /// Winograd F(4x4) (`winograd::f4::pays`), whose rounding differs from F(2x2)'s, and batch
-    /// norm's variance comes from `Σx` and `Σx²` in one pass (`bn_kernels::stats`).
+    /// norm's variance comes from `Σx` and `Σx²` in one pass (`bn_kernels::stats`). 11: their
+    /// gradients take F(4x4) too (`winograd::f4::backward_into`).
     fn version(&self) -> u32 {
-        10
+        11
     }
 
     fn resumable(&self) -> bool {
