@@ -231,11 +231,10 @@ pub fn backward_into(
         .map(|c| {
             let relu_c = relu.map(|r| (r.scale[c], r.shift[c]));
             // Per channel: sum(dy) and sum(dy * (x - mean)), in f64.
-            let (sdy, sdot) = (0..s.batch)
-                .map(|b| {
-                    let o = (b * s.channels + c) * p;
-                    plane_sums(&dy[o..o + p], &x[o..o + p], relu_c, mean[c])
-                })
+            let (sdy, sdot) = s
+                .planes(dy, c)
+                .zip(s.planes(x, c))
+                .map(|(dyp, xp)| plane_sums(dyp, xp, relu_c, mean[c]))
                 .fold((0.0, 0.0), |(a, b), (c, d)| (a + c, b + d));
             let is = invstd[c];
             let (gmean, k) = (sdy / n, sdot * is * is / n);
@@ -244,9 +243,8 @@ pub fn backward_into(
             let (a1, a2, a3) = (w as f32, (-k * w) as f32, (-gmean * w) as f32);
             let m = mean[c] as f32;
             let dx_of = |g: f32, xv: f32| a1 * g + a2 * (xv - m) + a3;
-            for b in 0..s.batch {
+            for (b, (dyp, xp)) in s.planes(dy, c).zip(s.planes(x, c)).enumerate() {
                 let o = (b * s.channels + c) * p;
-                let (dyp, xp) = (&dy[o..o + p], &x[o..o + p]);
                 // SAFETY: plane (b, c) of dx, inside it, written by channel c's task alone.
                 let dxp = unsafe { std::slice::from_raw_parts_mut(dxp.get().add(o), p) };
                 match relu_c {
