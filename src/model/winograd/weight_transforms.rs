@@ -18,47 +18,72 @@ pub(super) const LANES: usize = 16;
 /// One value of each of a block's kernels.
 pub(super) type Lanes = [f32; LANES];
 
-/// `G f = (f0, (f0 + f1 + f2)/2, (f0 - f1 + f2)/2, f2)`, lane by lane.
+/// `G f = (f0, (f0 + f1 + f2)/2, (f0 - f1 + f2)/2, f2)`, lane by lane, into `out`.
 #[inline(always)]
-fn g(f: [&Lanes; 3]) -> [Lanes; 4] {
-    let [f0, f1, f2] = f;
-    [
-        *f0,
-        std::array::from_fn(|l| 0.5 * (f0[l] + f1[l] + f2[l])),
-        std::array::from_fn(|l| 0.5 * (f0[l] - f1[l] + f2[l])),
-        *f2,
-    ]
+fn g(f0: &Lanes, f1: &Lanes, f2: &Lanes, out: &mut [Lanes]) {
+    let [o0, o1, o2, o3] = out else {
+        unreachable!("G has 4 rows")
+    };
+    for l in 0..LANES {
+        o0[l] = f0[l];
+        o1[l] = 0.5 * (f0[l] + f1[l] + f2[l]);
+        o2[l] = 0.5 * (f0[l] - f1[l] + f2[l]);
+        o3[l] = f2[l];
+    }
 }
 
-/// `Gᵀ e = (e0 + (e1 + e2)/2, (e1 - e2)/2, (e1 + e2)/2 + e3)`, lane by lane.
+/// `Gᵀ e = (e0 + (e1 + e2)/2, (e1 - e2)/2, (e1 + e2)/2 + e3)`, lane by lane, into `out`.
 #[inline(always)]
-fn gt(e: [&Lanes; 4]) -> [Lanes; 3] {
-    let s: Lanes = std::array::from_fn(|l| 0.5 * (e[1][l] + e[2][l]));
-    [
-        std::array::from_fn(|l| e[0][l] + s[l]),
-        std::array::from_fn(|l| 0.5 * (e[1][l] - e[2][l])),
-        std::array::from_fn(|l| s[l] + e[3][l]),
-    ]
+fn gt(e: [&Lanes; 4], out: [&mut Lanes; 3]) {
+    let [o0, o1, o2] = out;
+    for l in 0..LANES {
+        let s = 0.5 * (e[1][l] + e[2][l]);
+        o0[l] = e[0][l] + s;
+        o1[l] = 0.5 * (e[1][l] - e[2][l]);
+        o2[l] = s + e[3][l];
+    }
 }
 
-/// F(2x2)'s `G g Gᵀ` of a block's kernels, `k[t][l]` tap `t` of lane `l`'s kernel: `u[xi][l]`.
+/// F(2x2)'s `G g Gᵀ` of a block's kernels, `k[t][l]` tap `t` of lane `l`'s kernel, into
+/// `u[xi][l]`.
+///
+/// The block functions write into the caller's arrays with plain loops over the lanes:
+/// built as values with `std::array::from_fn`, the nested arrays were copied through
+/// out-of-line `memcpy` calls, and the kernel transforms took 2-3 ms on 256 x 256 kernels,
+/// 7 ms a convolution with the weight gradient's way back.
 #[inline(always)]
-fn transform_block(k: &[Lanes; 9]) -> [Lanes; XI] {
+fn transform_block(k: &[Lanes; 9], u: &mut [Lanes; XI]) {
     // Column j of every kernel, then each row of the results.
-    let cols: [[Lanes; 4]; 3] = std::array::from_fn(|j| g([&k[j], &k[3 + j], &k[6 + j]]));
-    let rows: [[Lanes; 4]; 4] = std::array::from_fn(|i| g([&cols[0][i], &cols[1][i], &cols[2][i]]));
-    std::array::from_fn(|xi| rows[xi / 4][xi % 4])
+    let mut cols = [[[0f32; LANES]; 4]; 3];
+    for (j, col) in cols.iter_mut().enumerate() {
+        g(&k[j], &k[3 + j], &k[6 + j], col);
+    }
+    for (i, row) in u.chunks_exact_mut(4).enumerate() {
+        g(&cols[0][i], &cols[1][i], &cols[2][i], row);
+    }
 }
 
-/// F(2x2)'s `Gᵀ e G` of a block's 16 values: `dw[t][l]`, tap `t` of lane `l`'s kernel.
+/// F(2x2)'s `Gᵀ e G` of a block's 16 values, into `dw[t][l]`, tap `t` of lane `l`'s kernel.
 #[inline(always)]
-fn inverse_block(e: &[Lanes; XI]) -> [Lanes; 9] {
+fn inverse_block(e: &[Lanes; XI], dw: &mut [Lanes; 9]) {
     // Each row i of 4: Gᵀ of its four values; then Gᵀ of each column j of 3.
-    let rows: [[Lanes; 3]; 4] =
-        std::array::from_fn(|i| gt([&e[4 * i], &e[4 * i + 1], &e[4 * i + 2], &e[4 * i + 3]]));
-    let cols: [[Lanes; 3]; 3] =
-        std::array::from_fn(|j| gt([&rows[0][j], &rows[1][j], &rows[2][j], &rows[3][j]]));
-    std::array::from_fn(|t| cols[t % 3][t / 3])
+    let mut rows = [[[0f32; LANES]; 3]; 4];
+    for (i, [r0, r1, r2]) in rows.iter_mut().enumerate() {
+        gt(
+            [&e[4 * i], &e[4 * i + 1], &e[4 * i + 2], &e[4 * i + 3]],
+            [r0, r1, r2],
+        );
+    }
+    let [t0, t1, t2, t3, t4, t5, t6, t7, t8] = dw;
+    for (j, [a, b, c]) in [[t0, t3, t6], [t1, t4, t7], [t2, t5, t8]]
+        .into_iter()
+        .enumerate()
+    {
+        gt(
+            [&rows[0][j], &rows[1][j], &rows[2][j], &rows[3][j]],
+            [a, b, c],
+        );
+    }
 }
 
 /// Writes the first `len` lanes of `v` at `dst`: a whole block as one 64-byte copy.
@@ -93,7 +118,7 @@ pub(super) fn inverse_weights(du: &[f32]) -> Vec<f32> {
 /// `U [N, Co, Ci]` for every 3x3 kernel of `w [Co, Ci, 3, 3]`, `f` transforming a block.
 pub(super) fn transform_weights_with<const N: usize>(
     w: &[f32],
-    f: impl Fn(&[Lanes; 9]) -> [Lanes; N] + Sync,
+    f: impl Fn(&[Lanes; 9], &mut [Lanes; N]) + Sync,
 ) -> Pooled {
     let plane = w.len() / 9;
     let mut u = Pooled::any(N * plane);
@@ -107,7 +132,9 @@ pub(super) fn transform_weights_with<const N: usize>(
                 k[t][l] = kernel[t];
             }
         }
-        for (xi, v) in f(&k).iter().enumerate() {
+        let mut block = [[0f32; LANES]; N];
+        f(&k, &mut block);
+        for (xi, v) in block.iter().enumerate() {
             // SAFETY: columns k0..k0 + len of matrix xi are this block's alone.
             unsafe { store(v, up.get().add(xi * plane + k0), len) };
         }
@@ -119,7 +146,7 @@ pub(super) fn transform_weights_with<const N: usize>(
 pub(super) fn transform_weights_t_with<const N: usize>(
     w: &[f32],
     cin: usize,
-    f: impl Fn(&[Lanes; 9]) -> [Lanes; N] + Sync,
+    f: impl Fn(&[Lanes; 9], &mut [Lanes; N]) + Sync,
 ) -> Pooled {
     let plane = w.len() / 9;
     let cout = plane / cin;
@@ -143,7 +170,9 @@ pub(super) fn transform_weights_t_with<const N: usize>(
                         k[t][l] = kernel[t];
                     }
                 }
-                for (xi, v) in f(&k).iter().enumerate() {
+                let mut block = [[0f32; LANES]; N];
+                f(&k, &mut block);
+                for (xi, v) in block.iter().enumerate() {
                     let at = xi * plane + ci * cout + c0;
                     // SAFETY: row ci, columns c0..c0 + len of matrix xi are this task's alone.
                     unsafe { store(v, up.get().add(at), len) };
@@ -156,7 +185,7 @@ pub(super) fn transform_weights_t_with<const N: usize>(
 /// `dw [Co, Ci, 3, 3]` for `dU [N, Co, Ci]`, `f` taking a block back.
 pub(super) fn inverse_weights_with<const N: usize>(
     du: &[f32],
-    f: impl Fn(&[Lanes; N]) -> [Lanes; 9] + Sync,
+    f: impl Fn(&[Lanes; N], &mut [Lanes; 9]) + Sync,
 ) -> Vec<f32> {
     let plane = du.len() / N;
     let mut dw = vec![0f32; 9 * plane];
@@ -168,7 +197,8 @@ pub(super) fn inverse_weights_with<const N: usize>(
             for (xi, lanes) in e.iter_mut().enumerate() {
                 lanes[..len].copy_from_slice(&du[xi * plane + k0..][..len]);
             }
-            let taps = f(&e);
+            let mut taps = [[0f32; LANES]; 9];
+            f(&e, &mut taps);
             for (l, kernel) in out.chunks_exact_mut(9).enumerate() {
                 for (t, v) in kernel.iter_mut().enumerate() {
                     *v = taps[t][l];

@@ -4,56 +4,70 @@
 use super::XI;
 use crate::model::conv_kernels::Pooled;
 use crate::model::winograd::weight_transforms::{
-    inverse_weights_with, transform_weights_t_with, transform_weights_with, Lanes,
+    inverse_weights_with, transform_weights_t_with, transform_weights_with, Lanes, LANES,
 };
 
-/// `G k` for one column (or row) `k` of 3x3 kernels, lane by lane.
+/// `G k` for one column (or row) `k` of 3x3 kernels, lane by lane, into `out`.
 #[inline(always)]
-fn g(k: [&Lanes; 3]) -> [Lanes; 6] {
-    let [k0, k1, k2] = k;
-    let s: Lanes = std::array::from_fn(|l| k0[l] + k2[l]);
-    [
-        std::array::from_fn(|l| 0.25 * k0[l]),
-        std::array::from_fn(|l| -(s[l] + k1[l]) / 6.0),
-        std::array::from_fn(|l| -(s[l] - k1[l]) / 6.0),
-        std::array::from_fn(|l| k0[l] / 24.0 + k1[l] / 12.0 + k2[l] / 6.0),
-        std::array::from_fn(|l| k0[l] / 24.0 - k1[l] / 12.0 + k2[l] / 6.0),
-        *k2,
-    ]
+fn g(k0: &Lanes, k1: &Lanes, k2: &Lanes, out: &mut [Lanes]) {
+    let [o0, o1, o2, o3, o4, o5] = out else {
+        unreachable!("G has 6 rows")
+    };
+    for l in 0..LANES {
+        let s = k0[l] + k2[l];
+        o0[l] = 0.25 * k0[l];
+        o1[l] = -(s + k1[l]) / 6.0;
+        o2[l] = -(s - k1[l]) / 6.0;
+        o3[l] = k0[l] / 24.0 + k1[l] / 12.0 + k2[l] / 6.0;
+        o4[l] = k0[l] / 24.0 - k1[l] / 12.0 + k2[l] / 6.0;
+        o5[l] = k2[l];
+    }
 }
 
-/// `Gᵀ e` for one column (or row) `e` of six transformed values, lane by lane.
+/// `Gᵀ e` for one column (or row) `e` of six transformed values, lane by lane, into `out`.
 #[inline(always)]
-fn gt(e: [&Lanes; 6]) -> [Lanes; 3] {
-    let (s12, d12, s34, d34): (Lanes, Lanes, Lanes, Lanes) = (
-        std::array::from_fn(|l| e[1][l] + e[2][l]),
-        std::array::from_fn(|l| e[1][l] - e[2][l]),
-        std::array::from_fn(|l| e[3][l] + e[4][l]),
-        std::array::from_fn(|l| e[3][l] - e[4][l]),
-    );
-    [
-        std::array::from_fn(|l| 0.25 * e[0][l] - s12[l] / 6.0 + s34[l] / 24.0),
-        std::array::from_fn(|l| -d12[l] / 6.0 + d34[l] / 12.0),
-        std::array::from_fn(|l| (s34[l] - s12[l]) / 6.0 + e[5][l]),
-    ]
+fn gt(e: [&Lanes; 6], out: [&mut Lanes; 3]) {
+    let [o0, o1, o2] = out;
+    for l in 0..LANES {
+        let (s12, d12) = (e[1][l] + e[2][l], e[1][l] - e[2][l]);
+        let (s34, d34) = (e[3][l] + e[4][l], e[3][l] - e[4][l]);
+        o0[l] = 0.25 * e[0][l] - s12 / 6.0 + s34 / 24.0;
+        o1[l] = -d12 / 6.0 + d34 / 12.0;
+        o2[l] = (s34 - s12) / 6.0 + e[5][l];
+    }
 }
 
-/// `G g Gᵀ` of a block's kernels, `k[t][l]` tap `t` of lane `l`'s kernel: `u[xi][l]`.
+/// `G g Gᵀ` of a block's kernels, `k[t][l]` tap `t` of lane `l`'s kernel, into `u[xi][l]`
+/// (written in place, as F(2x2)'s are: see its `transform_block`).
 #[inline(always)]
-fn transform_block(k: &[Lanes; 9]) -> [Lanes; XI] {
+fn transform_block(k: &[Lanes; 9], u: &mut [Lanes; XI]) {
     // Column j of every kernel, then each row of the results.
-    let cols: [[Lanes; 6]; 3] = std::array::from_fn(|j| g([&k[j], &k[3 + j], &k[6 + j]]));
-    let rows: [[Lanes; 6]; 6] = std::array::from_fn(|i| g([&cols[0][i], &cols[1][i], &cols[2][i]]));
-    std::array::from_fn(|xi| rows[xi / 6][xi % 6])
+    let mut cols = [[[0f32; LANES]; 6]; 3];
+    for (j, col) in cols.iter_mut().enumerate() {
+        g(&k[j], &k[3 + j], &k[6 + j], col);
+    }
+    for (i, row) in u.chunks_exact_mut(6).enumerate() {
+        g(&cols[0][i], &cols[1][i], &cols[2][i], row);
+    }
 }
 
-/// `Gᵀ e G` of a block's 36 values: `dw[t][l]`, tap `t` of lane `l`'s kernel.
+/// `Gᵀ e G` of a block's 36 values, into `dw[t][l]`, tap `t` of lane `l`'s kernel.
 #[inline(always)]
-fn inverse_block(e: &[Lanes; XI]) -> [Lanes; 9] {
+fn inverse_block(e: &[Lanes; XI], dw: &mut [Lanes; 9]) {
     // Each row i of 6: Gᵀ of its six values; then Gᵀ of each column j of 3.
-    let rows: [[Lanes; 3]; 6] = std::array::from_fn(|i| gt(std::array::from_fn(|j| &e[6 * i + j])));
-    let cols: [[Lanes; 3]; 3] = std::array::from_fn(|j| gt(std::array::from_fn(|i| &rows[i][j])));
-    std::array::from_fn(|t| cols[t % 3][t / 3])
+    let mut rows = [[[0f32; LANES]; 3]; 6];
+    for (i, [r0, r1, r2]) in rows.iter_mut().enumerate() {
+        let r = &e[6 * i..6 * i + 6];
+        gt([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]], [r0, r1, r2]);
+    }
+    let [t0, t1, t2, t3, t4, t5, t6, t7, t8] = dw;
+    for (j, [a, b, c]) in [[t0, t3, t6], [t1, t4, t7], [t2, t5, t8]]
+        .into_iter()
+        .enumerate()
+    {
+        let col = std::array::from_fn(|i| &rows[i][j]);
+        gt(col, [a, b, c]);
+    }
 }
 
 /// `U [36, Co, Ci] = G g Gᵀ` for every 3x3 kernel `g` of `w [Co, Ci, 3, 3]`.
@@ -130,6 +144,68 @@ mod tests {
                 }
             }
             assert!((lhs - rhs).abs() < 1e-4 * lhs.abs().max(1.0), "{lhs} {rhs}");
+        }
+    }
+
+    /// `G g Gᵀ` of one kernel, one value at a time, in the block functions' order of sums.
+    fn kernel_u(k: &[f32]) -> [f32; XI] {
+        let gf = |f: [f32; 3]| {
+            let s = f[0] + f[2];
+            [
+                0.25 * f[0],
+                -(s + f[1]) / 6.0,
+                -(s - f[1]) / 6.0,
+                f[0] / 24.0 + f[1] / 12.0 + f[2] / 6.0,
+                f[0] / 24.0 - f[1] / 12.0 + f[2] / 6.0,
+                f[2],
+            ]
+        };
+        let cols: [[f32; 6]; 3] = std::array::from_fn(|j| gf([k[j], k[3 + j], k[6 + j]]));
+        std::array::from_fn(|xi| gf([cols[0][xi / 6], cols[1][xi / 6], cols[2][xi / 6]])[xi % 6])
+    }
+
+    /// `Gᵀ e G` of one kernel's 36 values, in the block functions' order of sums.
+    fn kernel_dw(e: [f32; XI]) -> [f32; 9] {
+        let gt = |e: [f32; 6]| {
+            let (s12, d12, s34, d34) = (e[1] + e[2], e[1] - e[2], e[3] + e[4], e[3] - e[4]);
+            [
+                0.25 * e[0] - s12 / 6.0 + s34 / 24.0,
+                -d12 / 6.0 + d34 / 12.0,
+                (s34 - s12) / 6.0 + e[5],
+            ]
+        };
+        let rows: [[f32; 3]; 6] =
+            std::array::from_fn(|i| gt(std::array::from_fn(|j| e[6 * i + j])));
+        std::array::from_fn(|t| gt(std::array::from_fn(|i| rows[i][t % 3]))[t / 3])
+    }
+
+    /// The blocked transforms give, bit for bit, what one kernel at a time does, in both
+    /// layouts and back, on channel counts that fill blocks of 16 and ones that do not.
+    #[test]
+    fn blocks_give_the_floats_of_one_kernel_at_a_time() {
+        for (seed, (co, ci)) in [(1, 1), (3, 5), (16, 16), (17, 33), (40, 7)]
+            .into_iter()
+            .enumerate()
+        {
+            let w = randn(&[co * ci * 9], 200 + seed as u64);
+            let plane = co * ci;
+            let (u, ut) = (transform_weights(&w), transform_weights_t(&w, ci));
+            for (kc, k) in w.chunks_exact(9).enumerate() {
+                let (o, i) = (kc / ci, kc % ci);
+                for (xi, v) in kernel_u(k).into_iter().enumerate() {
+                    let (got, got_t) = (u[xi * plane + kc], ut[xi * plane + i * co + o]);
+                    assert_eq!(got.to_bits(), v.to_bits(), "U {co}x{ci} {kc} {xi}");
+                    assert_eq!(got_t.to_bits(), v.to_bits(), "Ut {co}x{ci} {kc} {xi}");
+                }
+            }
+            let du = randn(&[XI * plane], 300 + seed as u64);
+            let dw = inverse_weights(&du);
+            for kc in 0..plane {
+                let want = kernel_dw(std::array::from_fn(|xi| du[xi * plane + kc]));
+                let got: Vec<u32> = dw[9 * kc..9 * kc + 9].iter().map(|v| v.to_bits()).collect();
+                let want: Vec<u32> = want.iter().map(|v| v.to_bits()).collect();
+                assert_eq!(got, want, "dw {co}x{ci} {kc}");
+            }
         }
     }
 }
