@@ -6,6 +6,9 @@
 use crate::model::conv_kernels::SendPtr;
 use rayon::prelude::*;
 
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+
 /// Data shape: `batch` images of `channels` planes of `plane` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BnShape {
@@ -55,27 +58,56 @@ pub fn stats(s: BnShape, x: &[f32]) -> (Vec<f64>, Vec<f64>) {
         .unzip()
 }
 
-/// `(Σ f(i), Σ g(i))` over `0..len` in f64 in one pass, eight lanes so the adds vectorise;
-/// still exact enough that the order hardly matters.
+/// `(Σ f(u[i], v[i]).0, Σ f(u[i], v[i]).1)` over the slices' common length in f64, in one
+/// pass, in eight lanes; still exact enough that the order hardly matters. Lane `l` takes
+/// the values at `8j + l`, and the remainder is summed on its own ([`finish`]). The AVX2
+/// version adds the same values in the same lanes, so both give the same bits.
 #[inline(always)]
-fn lanes_sum2(len: usize, f: impl Fn(usize) -> f64, g: impl Fn(usize) -> f64) -> (f64, f64) {
+fn lanes_sum2(u: &[f32], v: &[f32], f: impl Fn(f32, f32) -> (f64, f64)) -> (f64, f64) {
+    let len = u.len().min(v.len());
+    let (u, v) = (&u[..len], &v[..len]);
     let (mut a, mut b) = ([0f64; 8], [0f64; 8]);
-    let full = len / 8 * 8;
-    for base in (0..full).step_by(8) {
+    let (uc, vc) = (u.chunks_exact(8), v.chunks_exact(8));
+    let (ur, vr) = (uc.remainder(), vc.remainder());
+    for (uc, vc) in uc.zip(vc) {
         for l in 0..8 {
-            a[l] += f(base + l);
-            b[l] += g(base + l);
+            let (p, q) = f(uc[l], vc[l]);
+            a[l] += p;
+            b[l] += q;
         }
     }
+    finish(a, b, ur, vr, f)
+}
+
+/// The two sums from the lanes' partial sums `a`, `b` and the remainder `ur`, `vr`.
+#[inline(always)]
+fn finish(
+    a: [f64; 8],
+    b: [f64; 8],
+    ur: &[f32],
+    vr: &[f32],
+    f: impl Fn(f32, f32) -> (f64, f64),
+) -> (f64, f64) {
+    let rest = || ur.iter().zip(vr).map(|(&p, &q)| f(p, q));
     (
-        a.iter().sum::<f64>() + (full..len).map(&f).sum::<f64>(),
-        b.iter().sum::<f64>() + (full..len).map(&g).sum::<f64>(),
+        a.iter().sum::<f64>() + rest().map(|(p, _)| p).sum::<f64>(),
+        b.iter().sum::<f64>() + rest().map(|(_, q)| q).sum::<f64>(),
     )
 }
 
 /// `(Σx, Σx²)` over one plane in f64.
+///
+/// The portable loops compile to scalar code (`cvtss2sd`, `mulsd`: LLVM does not widen
+/// f32 to f64 in vectors here), so the batch norm's kernels ran at about a third of the
+/// memory bandwidth they are otherwise bound by; hence the AVX2 version.
 fn sums_f64(p: &[f32]) -> (f64, f64) {
-    lanes_sum2(p.len(), |i| p[i] as f64, |i| (p[i] as f64) * (p[i] as f64))
+    let f = |v: f32, _| (v as f64, (v as f64) * (v as f64));
+    #[cfg(target_arch = "x86_64")]
+    if crate::simd::avx2() {
+        // SAFETY: the CPU has AVX2.
+        return unsafe { avx2::sums(p, f) };
+    }
+    lanes_sum2(p, p, f)
 }
 
 /// The fused ReLU of a batch norm, as its backward sees it: the affine map the forward
@@ -104,16 +136,20 @@ fn kept(g: f32, x: f32, a: f32, b: f32) -> f32 {
 /// `(scale, shift)` for this plane's channel when given.
 fn plane_sums(dy: &[f32], x: &[f32], relu: Option<(f32, f32)>, m: f64) -> (f64, f64) {
     let x = &x[..dy.len()];
-    match relu {
-        Some((a, b)) => {
-            let g = |i: usize| kept(dy[i], x[i], a, b) as f64;
-            lanes_sum2(dy.len(), g, |i| g(i) * (x[i] as f64 - m))
-        }
-        None => {
-            let g = |i: usize| dy[i] as f64;
-            lanes_sum2(dy.len(), g, |i| g(i) * (x[i] as f64 - m))
-        }
+    let masked = move |g: f32, xv: f32| match relu {
+        Some((a, b)) => kept(g, xv, a, b),
+        None => g,
+    };
+    let f = |g, xv: f32| {
+        let g = masked(g, xv) as f64;
+        (g, g * (xv as f64 - m))
+    };
+    #[cfg(target_arch = "x86_64")]
+    if crate::simd::avx2() {
+        // SAFETY: the CPU has AVX2.
+        return unsafe { avx2::plane_sums(dy, x, relu, m, f) };
     }
+    lanes_sum2(dy, x, f)
 }
 
 /// `y = x * scale[c] + shift[c]`, then `max(y, 0)` when `relu`.
@@ -273,123 +309,4 @@ pub fn backward_into(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::model::test_util::randn;
-
-    /// The backward's `dx` is, value for value, `a1 dy + a2 (x - mean) + a3` with each
-    /// channel's coefficients from its two sums, and the parameter gradients those sums:
-    /// made per channel while its data is in cache, they must stay these floats.
-    #[test]
-    fn backward_is_its_formula_value_for_value() {
-        let s = BnShape {
-            batch: 3,
-            channels: 5,
-            plane: 37,
-        };
-        let (x, dy) = (randn(&[s.len()], 21), randn(&[s.len()], 22));
-        let (mean, var) = stats(s, &x);
-        let invstd: Vec<f64> = var.iter().map(|v| 1.0 / (v + 1e-5).sqrt()).collect();
-        let weight: Vec<f32> = (0..s.channels).map(|c| 0.5 + c as f32 * 0.3).collect();
-        let (dx, dweight, dbias) = backward(s, &x, &dy, None, &mean, &invstd, &weight);
-        let n = s.count() as f64;
-        for c in 0..s.channels {
-            let plane =
-                |b: usize| (b * s.channels + c) * s.plane..(b * s.channels + c + 1) * s.plane;
-            let (sdy, sdot) = (0..s.batch)
-                .map(|b| plane_sums(&dy[plane(b)], &x[plane(b)], None, mean[c]))
-                .fold((0.0, 0.0), |(a, b), (p, q)| (a + p, b + q));
-            assert_eq!(dbias[c].to_bits(), (sdy as f32).to_bits());
-            assert_eq!(dweight[c].to_bits(), ((sdot * invstd[c]) as f32).to_bits());
-            let w = invstd[c] * weight[c] as f64;
-            let k = sdot * invstd[c] * invstd[c] / n;
-            let (a1, a2, a3) = (w as f32, (-k * w) as f32, (-(sdy / n) * w) as f32);
-            for b in 0..s.batch {
-                for o in plane(b) {
-                    let want = a1 * dy[o] + a2 * (x[o] - mean[c] as f32) + a3;
-                    assert_eq!(dx[o].to_bits(), want.to_bits(), "channel {c}, index {o}");
-                }
-            }
-        }
-    }
-
-    /// The one-pass variance holds on data far from zero (means 1e3 to 3e3, standard
-    /// deviation 0.1: mean² / var up to 9e8), against two passes in f64.
-    #[test]
-    fn one_pass_variance_holds_far_from_zero() {
-        let s = BnShape {
-            batch: 4,
-            channels: 3,
-            plane: 1001,
-        };
-        let x: Vec<f32> = randn(&[s.len()], 9)
-            .iter()
-            .enumerate()
-            .map(|(i, v)| 1000.0 * (1 + (i / s.plane) % 3) as f32 + 0.1 * v)
-            .collect();
-        let (mean, var) = stats(s, &x);
-        let n = s.count() as f64;
-        for c in 0..s.channels {
-            let vals: Vec<f64> = s.planes(&x, c).flatten().map(|&v| v as f64).collect();
-            let m = vals.iter().sum::<f64>() / n;
-            let v = vals.iter().map(|x| (x - m).powi(2)).sum::<f64>() / n;
-            assert!(
-                (mean[c] - m).abs() <= 1e-12 * m,
-                "mean {c}: {} vs {m}",
-                mean[c]
-            );
-            assert!((var[c] - v).abs() <= 1e-5 * v, "var {c}: {} vs {v}", var[c]);
-        }
-    }
-
-    /// The backward's ReLU mask, computed again from `x` and the affine map, is the one the
-    /// forward's output gives, bit for bit: held against the plain backward of `dy` zeroed
-    /// where the output is not positive, on values whose affine image is exactly zero, just
-    /// either side of it, and far from it.
-    #[test]
-    fn relu_mask_from_the_affine_map_is_the_outputs() {
-        let s = BnShape {
-            batch: 3,
-            channels: 2,
-            plane: 11,
-        };
-        // Channel 0: x * 2 - 1 is exactly 0 at x = 0.5; channel 1: x * 0.25 + 0.125 at -0.5.
-        let (scale, shift) = ([2.0f32, 0.25], [-1.0f32, 0.125]);
-        let edge = [0.5f32, -0.5];
-        let x: Vec<f32> = (0..s.len())
-            .map(|i| {
-                let c = (i / s.plane) % s.channels;
-                match i % 4 {
-                    0 => edge[c],
-                    1 => edge[c] + f32::EPSILON,
-                    2 => edge[c] - f32::EPSILON,
-                    _ => (i as f32 * 0.37).sin() * 3.0,
-                }
-            })
-            .collect();
-        let dy: Vec<f32> = (0..s.len()).map(|i| (i as f32 * 0.91).cos()).collect();
-        let y = affine(s, &x, &scale, &shift, true);
-        let masked: Vec<f32> = dy
-            .iter()
-            .zip(&y)
-            .map(|(&g, &v)| if v > 0.0 { g } else { 0.0 })
-            .collect();
-        assert!(
-            masked.iter().zip(&dy).any(|(m, g)| m != g),
-            "nothing masked"
-        );
-        let (mean, var) = stats(s, &x);
-        let invstd: Vec<f64> = var.iter().map(|v| 1.0 / (v + 1e-5).sqrt()).collect();
-        let weight = [1.5f32, -0.75];
-        let relu = Relu {
-            scale: &scale,
-            shift: &shift,
-        };
-        let fused = backward(s, &x, &dy, Some(relu), &mean, &invstd, &weight);
-        let plain = backward(s, &x, &masked, None, &mean, &invstd, &weight);
-        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
-        assert_eq!(bits(&fused.0), bits(&plain.0), "dx");
-        assert_eq!(bits(&fused.1), bits(&plain.1), "dweight");
-        assert_eq!(bits(&fused.2), bits(&plain.2), "dbias");
-    }
-}
+mod tests;
