@@ -208,10 +208,52 @@ pub(super) fn inverse_weights_with<const N: usize>(
     dw
 }
 
+/// A variant's blocked kernel transforms, `(U, Uᵀ, dw)`, as its tests take them.
+#[cfg(test)]
+pub(super) type Blocked = (
+    fn(&[f32]) -> Pooled,
+    fn(&[f32], usize) -> Pooled,
+    fn(&[f32]) -> Vec<f32>,
+);
+
+/// Asserts that a variant's blocked transforms give, bit for bit, what its one-kernel
+/// versions `kernel_u` and `kernel_dw` give, on kernels of each `(Co, Ci)` in `shapes`
+/// (random, seeded from `seed`).
+#[cfg(test)]
+pub(super) fn assert_blocks_are_one_kernel_at_a_time<const N: usize>(
+    (u_of, ut_of, dw_of): Blocked,
+    kernel_u: fn(&[f32]) -> [f32; N],
+    kernel_dw: fn([f32; N]) -> [f32; 9],
+    shapes: &[(usize, usize)],
+    seed: u64,
+) {
+    use crate::model::test_util::randn;
+    for (s, &(co, ci)) in shapes.iter().enumerate() {
+        let w = randn(&[co * ci * 9], seed + s as u64);
+        let plane = co * ci;
+        let (u, ut) = (u_of(&w), ut_of(&w, ci));
+        for (kc, k) in w.chunks_exact(9).enumerate() {
+            let (o, i) = (kc / ci, kc % ci);
+            for (xi, v) in kernel_u(k).into_iter().enumerate() {
+                let (got, got_t) = (u[xi * plane + kc], ut[xi * plane + i * co + o]);
+                assert_eq!(got.to_bits(), v.to_bits(), "U {co}x{ci} {kc} {xi}");
+                assert_eq!(got_t.to_bits(), v.to_bits(), "Ut {co}x{ci} {kc} {xi}");
+            }
+        }
+        let du = randn(&[N * plane], seed + 100 + s as u64);
+        let dw = dw_of(&du);
+        for kc in 0..plane {
+            let want = kernel_dw(std::array::from_fn(|xi| du[xi * plane + kc]));
+            let got: Vec<u32> = dw[9 * kc..9 * kc + 9].iter().map(|v| v.to_bits()).collect();
+            let want: Vec<u32> = want.iter().map(|v| v.to_bits()).collect();
+            assert_eq!(got, want, "dw {co}x{ci} {kc}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::test_util::randn;
 
     /// `G g Gᵀ` of one kernel, written out one value at a time.
     fn kernel_u(k: &[f32]) -> [f32; XI] {
@@ -242,33 +284,8 @@ mod tests {
     /// layouts and back, on channel counts that fill blocks of 16 and ones that do not.
     #[test]
     fn blocks_give_the_floats_of_one_kernel_at_a_time() {
-        for (seed, (co, ci)) in [(1, 1), (3, 5), (16, 16), (17, 33), (64, 48), (40, 7)]
-            .into_iter()
-            .enumerate()
-        {
-            let w = randn(&[co * ci * 9], seed as u64);
-            let plane = co * ci;
-            let (u, ut) = (transform_weights(&w), transform_weights_t(&w, ci));
-            for (kc, k) in w.chunks_exact(9).enumerate() {
-                let (o, i) = (kc / ci, kc % ci);
-                for (xi, v) in kernel_u(k).into_iter().enumerate() {
-                    assert_eq!(
-                        u[xi * plane + kc].to_bits(),
-                        v.to_bits(),
-                        "U {co}x{ci} {kc} {xi}"
-                    );
-                    let t = ut[xi * plane + i * co + o];
-                    assert_eq!(t.to_bits(), v.to_bits(), "Ut {co}x{ci} {kc} {xi}");
-                }
-            }
-            let du = randn(&[XI * plane], 100 + seed as u64);
-            let dw = inverse_weights(&du);
-            for kc in 0..plane {
-                let want = kernel_dw(std::array::from_fn(|xi| du[xi * plane + kc]));
-                let got: Vec<u32> = dw[9 * kc..9 * kc + 9].iter().map(|v| v.to_bits()).collect();
-                let want: Vec<u32> = want.iter().map(|v| v.to_bits()).collect();
-                assert_eq!(got, want, "dw {co}x{ci} {kc}");
-            }
-        }
+        let shapes = [(1, 1), (3, 5), (16, 16), (17, 33), (64, 48), (40, 7)];
+        let blocked: Blocked = (transform_weights, transform_weights_t, inverse_weights);
+        assert_blocks_are_one_kernel_at_a_time(blocked, kernel_u, kernel_dw, &shapes, 0);
     }
 }

@@ -89,6 +89,9 @@ pub(super) fn inverse_weights(du: &[f32]) -> Vec<f32> {
 mod tests {
     use super::*;
     use crate::model::test_util::randn;
+    use crate::model::winograd::weight_transforms::{
+        assert_blocks_are_one_kernel_at_a_time, Blocked,
+    };
 
     /// `G` of F(4x4, 3x3), as a matrix.
     const GM: [[f64; 3]; 6] = [
@@ -183,29 +186,8 @@ mod tests {
     /// layouts and back, on channel counts that fill blocks of 16 and ones that do not.
     #[test]
     fn blocks_give_the_floats_of_one_kernel_at_a_time() {
-        for (seed, (co, ci)) in [(1, 1), (3, 5), (16, 16), (17, 33), (40, 7)]
-            .into_iter()
-            .enumerate()
-        {
-            let w = randn(&[co * ci * 9], 200 + seed as u64);
-            let plane = co * ci;
-            let (u, ut) = (transform_weights(&w), transform_weights_t(&w, ci));
-            for (kc, k) in w.chunks_exact(9).enumerate() {
-                let (o, i) = (kc / ci, kc % ci);
-                for (xi, v) in kernel_u(k).into_iter().enumerate() {
-                    let (got, got_t) = (u[xi * plane + kc], ut[xi * plane + i * co + o]);
-                    assert_eq!(got.to_bits(), v.to_bits(), "U {co}x{ci} {kc} {xi}");
-                    assert_eq!(got_t.to_bits(), v.to_bits(), "Ut {co}x{ci} {kc} {xi}");
-                }
-            }
-            let du = randn(&[XI * plane], 300 + seed as u64);
-            let dw = inverse_weights(&du);
-            for kc in 0..plane {
-                let want = kernel_dw(std::array::from_fn(|xi| du[xi * plane + kc]));
-                let got: Vec<u32> = dw[9 * kc..9 * kc + 9].iter().map(|v| v.to_bits()).collect();
-                let want: Vec<u32> = want.iter().map(|v| v.to_bits()).collect();
-                assert_eq!(got, want, "dw {co}x{ci} {kc}");
-            }
-        }
+        let shapes = [(1, 1), (3, 5), (16, 16), (17, 33), (40, 7)];
+        let blocked: Blocked = (transform_weights, transform_weights_t, inverse_weights);
+        assert_blocks_are_one_kernel_at_a_time(blocked, kernel_u, kernel_dw, &shapes, 200);
     }
 }
