@@ -49,8 +49,8 @@ fn gt(e: [&Lanes; 4], out: [&mut Lanes; 3]) {
 ///
 /// The block functions write into the caller's arrays with plain loops over the lanes:
 /// built as values with `std::array::from_fn`, the nested arrays were copied through
-/// out-of-line `memcpy` calls, and the kernel transforms took 2-3 ms on 256 x 256 kernels,
-/// 7 ms a convolution with the weight gradient's way back.
+/// out-of-line `memcpy` calls, and `U` of 256 x 256 kernels took 2.3 ms instead of 0.75
+/// (in ResNet-50's steps its 256-channel convolution took 1.1 ms longer, both directions).
 #[inline(always)]
 fn transform_block(k: &[Lanes; 9], u: &mut [Lanes; XI]) {
     // Column j of every kernel, then each row of the results.
